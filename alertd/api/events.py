@@ -1,0 +1,55 @@
+"""POST /v1/events: one envelope or a batch, acknowledged only once committed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from alertd.api import serialize
+from alertd.api.errors import ApiError, json_response
+from alertd.api.state import RUNTIME
+from alertd.ingest import Envelope, IngestError, parse_envelope
+from alertd.store import StoreUnavailable
+
+RETRY_AFTER = {"Retry-After": "5"}
+
+
+async def post_events(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    if not runtime.accepting:
+        raise ApiError(503, "shutting_down", "alertd is shutting down; retry shortly", headers=RETRY_AFTER)
+    data = parse_json(await request.read())
+    try:
+        envelopes = parse_batch(data, runtime.config.server.max_batch)
+        runtime.ingest.authorize(request["api_key"], envelopes)
+        accepted = await runtime.ingest.accept(envelopes, request["api_key"].name)
+    except IngestError as exc:
+        raise ApiError(exc.status, exc.code, exc.message, exc.field) from None
+    except StoreUnavailable:
+        raise ApiError(503, "store_unavailable", "the store cannot commit right now; nothing was accepted",
+                       headers=RETRY_AFTER) from None
+    if isinstance(data, dict):
+        return json_response(serialize.accepted(accepted[0]), status=200 if accepted[0].duplicate else 202)
+    status = 200 if all(a.duplicate for a in accepted) else 202
+    return json_response({"events": [serialize.accepted(a) for a in accepted]}, status=status)
+
+
+def parse_json(body: bytes) -> Any:
+    if not body.strip():
+        raise ApiError(400, "invalid_json", "the body is empty; send a JSON object or array", "body")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {str(exc)[:120]}", "body") from None
+
+
+def parse_batch(data: Any, max_batch: int) -> list[Envelope]:
+    if isinstance(data, list):
+        if not data:
+            raise IngestError(400, "invalid_event", "an empty batch has nothing to accept", "body")
+        if len(data) > max_batch:
+            raise IngestError(413, "too_large", f"a batch holds at most {max_batch} events", "body")
+        return [parse_envelope(item, f"[{i}].") for i, item in enumerate(data)]
+    return [parse_envelope(data)]

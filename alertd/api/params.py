@@ -1,0 +1,93 @@
+"""Query-string and body parameters, each refused with a clear 400 naming it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from multidict import MultiMapping
+
+from alertd.api.errors import ApiError
+from alertd.durations import parse_instant
+from alertd.model import DeliveryState, Severity
+from alertd.routing import valid_pattern
+
+MAX_LIMIT = 500
+
+
+def bad(field: str, message: str) -> ApiError:
+    return ApiError(400, "invalid_parameter", message, field)
+
+
+def limit(query: MultiMapping[str], default: int = 50) -> int:
+    raw = query.get("limit")
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise bad("limit", f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+def instant(query: MultiMapping[str], name: str) -> float | None:
+    raw = query.get(name)
+    if raw is None:
+        return None
+    try:
+        return parse_instant(raw, time.time())
+    except ValueError as exc:
+        raise bad(name, str(exc)) from None
+
+
+def severity(query: MultiMapping[str], name: str) -> Severity | None:
+    raw = query.get(name)
+    if raw is None:
+        return None
+    try:
+        return Severity.parse(raw)
+    except ValueError as exc:
+        raise bad(name, str(exc)) from None
+
+
+def state(query: MultiMapping[str]) -> DeliveryState | None:
+    raw = query.get("state")
+    if raw is None:
+        return None
+    try:
+        return DeliveryState(raw)
+    except ValueError:
+        raise bad("state", "state must be one of " + ", ".join(s.value for s in DeliveryState)) from None
+
+
+def pattern(query: MultiMapping[str], name: str = "event") -> str | None:
+    raw = query.get(name)
+    if raw is None:
+        return None
+    if not valid_pattern(raw):
+        raise bad(name, "event must be an event name, 'prefix.*' or '*'")
+    return raw
+
+
+def int_cursor(query: MultiMapping[str]) -> int | None:
+    raw = query.get("cursor")
+    if raw is None:
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise bad("cursor", "cursor must be the next_cursor value of a previous page")
+    return int(raw)
+
+
+def event_cursor(query: MultiMapping[str]) -> str | None:
+    raw = query.get("cursor")
+    if raw is None:
+        return None
+    if not raw.startswith("evt_") or len(raw) != 30:
+        raise bad("cursor", "cursor must be the next_cursor value of a previous page")
+    return raw
+
+
+def body_object(data: Any) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_body", "the body must be a JSON object", "body")
+    return data

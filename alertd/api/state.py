@@ -1,0 +1,30 @@
+"""What handlers reach through `request.app[RUNTIME]`: the wired parts of a running daemon."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from alertd.auth import KeyRing
+from alertd.config import Config
+from alertd.dispatch import Dispatcher
+from alertd.ingest import Ingest
+from alertd.replay import Replayer
+from alertd.store import Store
+
+
+@dataclass
+class Runtime:
+    config: Config
+    store: Store
+    dispatcher: Dispatcher
+    ingest: Ingest
+    replayer: Replayer
+    keyring: KeyRing
+    accepting: bool = True
+    started_at: float = field(default=0.0)
+
+
+RUNTIME = web.AppKey("runtime", Runtime)
+MAX_BODY = web.AppKey("max_body_bytes", int)

@@ -1,0 +1,208 @@
+"""What every channel type shares: its config base, its error types and one HTTP helper that decides
+the common answers once (2xx success; 408/425/429/5xx, timeouts and connection failures retryable;
+3xx and other 4xx permanent). A channel only adds what its vendor says differently."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from alertd.durations import parse_duration
+from alertd.model import Message
+from alertd.netguard import BlockedTarget, NetPolicy, redact_url, validate_url
+from alertd.retry import parse_retry_after
+
+MAX_RESPONSE_BYTES = 64 * 1024
+MAX_ERROR_CHARS = 300
+CHANNEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+
+
+class ChannelError(Exception):
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RetryableError(ChannelError):
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class PermanentError(ChannelError):
+    """`gone` means the receiver asked to be disabled (HTTP 410)."""
+
+    def __init__(self, message: str, *, status: int | None = None, gone: bool = False) -> None:
+        super().__init__(message, status=status)
+        self.gone = gone
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: int | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpReply:
+    status: int
+    body: bytes
+    headers: Mapping[str, str]
+
+
+class ChannelConfig(BaseModel):
+    """Keys every channel accepts; each type extends it with its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=CHANNEL_NAME_PATTERN)
+    type: str
+    timeout: float = 10.0
+    concurrency: int = Field(default=8, ge=1, le=256)
+    rate: str | None = None  # "N/s", "N/m", "N/h": the most this channel sends; None = no limit
+    max_attempts: int | None = Field(default=None, ge=1, le=100)
+    fallback: str | None = None
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        seconds = parse_duration(value)
+        if not 0.1 <= seconds <= 300:
+            raise ValueError("timeout must be between 100ms and 5m")
+        return seconds
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_rate(value)
+        return value
+
+
+def parse_rate(value: str) -> float:
+    """"10/s", "30/m", "100/h" → sends per second."""
+    count, _, unit = value.partition("/")
+    per = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}.get(unit.strip())
+    try:
+        amount = float(count)
+    except ValueError:
+        amount = -1.0
+    if per is None or not 0 < amount <= 100_000:
+        raise ValueError(f"invalid rate {value[:30]!r}: use e.g. '1/s', '30/m', '100/h'")
+    return amount / per
+
+
+class HttpSender:
+    """The one outbound HTTP path: URL policy, no redirects, bounded response reading."""
+
+    def __init__(self, session: aiohttp.ClientSession, policy: NetPolicy) -> None:
+        self.session = session
+        self.policy = policy
+
+    async def request(self, method: str, url: str, *, timeout: float, headers: Mapping[str, str] | None = None,
+                      body: bytes | None = None, data: Any = None, auth: aiohttp.BasicAuth | None = None) -> HttpReply:
+        target = validate_url(url, self.policy)
+        async with self.session.request(
+            method, target, headers=headers, data=body if body is not None else data, auth=auth,
+            allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            payload = await _read_prefix(response, MAX_RESPONSE_BYTES)
+            return HttpReply(response.status, payload, response.headers)
+
+
+async def _read_prefix(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await response.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size >= limit:
+        response.close()  # an endless body must not hold the connection (or the worker)
+    return b"".join(chunks)
+
+
+class BaseChannel(ABC):
+    type_name: ClassVar[str]
+    config_model: ClassVar[type[ChannelConfig]] = ChannelConfig
+
+    def __init__(self, config: ChannelConfig, http: HttpSender) -> None:
+        self.config = config
+        self.http = http
+        self._secrets = [v for v in _secret_values(config) if len(v) >= 4]
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @abstractmethod
+    async def send(self, message: Message) -> Outcome:
+        """Deliver one message. Raise RetryableError or PermanentError; never swallow a failure."""
+
+    async def post(self, url: str, *, headers: Mapping[str, str] | None = None, body: bytes | None = None,
+                   data: Any = None, auth: aiohttp.BasicAuth | None = None, method: str = "POST") -> HttpReply:
+        """Send and classify the common cases. Returns only 2xx replies."""
+        started = time.monotonic()
+        try:
+            reply = await self.http.request(method, url, timeout=self.config.timeout, headers=headers,
+                                            body=body, data=data, auth=auth)
+        except BlockedTarget as exc:
+            raise PermanentError(self.scrub(f"blocked by the outbound URL policy: {exc}")) from None
+        except TimeoutError:
+            raise RetryableError(f"timed out after {time.monotonic() - started:.1f}s") from None
+        except aiohttp.ClientConnectorCertificateError:
+            raise RetryableError("TLS certificate verification failed") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise RetryableError(self.scrub(f"connection failed: {type(exc).__name__}: {exc}")) from None
+        return self.classify(reply)
+
+    def classify(self, reply: HttpReply) -> HttpReply:
+        status = reply.status
+        if 200 <= status < 300:
+            return reply
+        detail = self.scrub(f"HTTP {status}: {_snippet(reply.body)}".rstrip(": "))
+        if status in (408, 425, 429) or status >= 500:
+            retry_after = parse_retry_after(reply.headers.get("Retry-After"), time.time())
+            raise RetryableError(detail, status=status, retry_after=retry_after)
+        if 300 <= status < 400:
+            raise PermanentError(self.scrub(f"HTTP {status}: redirect not followed"), status=status)
+        raise PermanentError(detail, status=status, gone=status == 410)
+
+    def scrub(self, text: str) -> str:
+        """Strip every secret of this channel (and URL credentials) from text bound for a row or a log."""
+        for secret in self._secrets:
+            text = text.replace(secret, "****")
+        url = getattr(self.config, "url", None)
+        if isinstance(url, str) and url in text:
+            text = text.replace(url, redact_url(url))
+        return text[:MAX_ERROR_CHARS]
+
+
+def _snippet(body: bytes) -> str:
+    text = body[:200].decode("utf-8", "replace")
+    return " ".join(text.split())[:160]
+
+
+def _secret_values(config: BaseModel) -> list[str]:
+    values = []
+    for name in type(config).model_fields:
+        value = getattr(config, name)
+        if isinstance(value, SecretStr):
+            values.append(value.get_secret_value())
+        elif isinstance(value, list | tuple):
+            values.extend(v.get_secret_value() for v in value if isinstance(v, SecretStr))
+    return values
+
+
+async def close_quietly(session: aiohttp.ClientSession) -> None:
+    await session.close()
+    await asyncio.sleep(0)

@@ -1,0 +1,278 @@
+"""Settings: alertd.toml, overridden by ALERTD_<SECTION>__<KEY> environment variables."""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from alertd.channels import REGISTRY, ChannelConfig
+from alertd.conditions import ConditionError, parse_conditions
+from alertd.durations import parse_duration
+from alertd.model import Severity
+from alertd.redact import DEFAULT_SENSITIVE_KEYS
+from alertd.routing import Route, sort_routes, valid_pattern
+from alertd.secrets import Secret
+
+_STRICT = ConfigDict(extra="forbid")
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+
+
+class ConfigError(Exception):
+    """One line naming the key and the problem."""
+
+
+class ServerSettings(BaseModel):
+    model_config = _STRICT
+    listen: str = "127.0.0.1:8040"
+    public_url: str = "http://127.0.0.1:8040"
+    max_body_bytes: int = Field(default=262_144, ge=1024, le=64 * 1024 * 1024)
+    max_batch: int = Field(default=500, ge=1, le=5000)
+    drain_timeout: float = 10.0
+
+    @field_validator("drain_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen must be HOST:PORT, got {value[:60]!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class StorageSettings(BaseModel):
+    model_config = _STRICT
+    path: Path = Path("alertd.db")
+    # NORMAL: a power cut may lose the last transactions acknowledged before it (never corrupts);
+    # FULL: every acknowledged transaction survives a power cut, at about half the commit rate.
+    synchronous: Literal["normal", "full"] = "full"
+    retention_days: int = Field(default=30, ge=1, le=3650)
+
+
+class NetSettings(BaseModel):
+    model_config = _STRICT
+    allow_private: list[str] = Field(default_factory=list)
+
+    @field_validator("allow_private")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"{net[:60]!r} is not a network in CIDR form (e.g. 127.0.0.0/8)") from None
+        return value
+
+
+class DispatchSettings(BaseModel):
+    model_config = _STRICT
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    backoff_base: float = 1.0
+    backoff_cap: float = 600.0
+    window: int = Field(default=10_000, ge=100, le=1_000_000)  # deliveries held in memory at most
+
+    @field_validator("backoff_base", "backoff_cap", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
+class RedactSettings(BaseModel):
+    model_config = _STRICT
+    keys: list[str] = Field(default_factory=lambda: list(DEFAULT_SENSITIVE_KEYS))
+
+
+class LogSettings(BaseModel):
+    model_config = _STRICT
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+
+class KeyDecl(BaseModel):
+    model_config = _STRICT
+    name: str = Field(pattern=NAME_PATTERN)
+    key: Secret | None = None
+    key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    role: Literal["producer", "admin"] = "producer"
+    events: list[str] = Field(default_factory=lambda: ["*"], max_length=100)
+
+    @model_validator(mode="after")
+    def _one_key(self) -> KeyDecl:
+        if (self.key is None) == (self.key_sha256 is None):
+            raise ValueError("give exactly one of key or key_sha256")
+        if self.key is not None and len(self.key.get_secret_value()) < 16:
+            raise ValueError("key must be at least 16 characters")
+        for pattern in self.events:
+            if not valid_pattern(pattern):
+                raise ValueError(f"events: {pattern[:60]!r} is not an event name, 'prefix.*' or '*'")
+        return self
+
+
+class RouteDecl(BaseModel):
+    model_config = _STRICT
+    name: str = Field(pattern=NAME_PATTERN)
+    match: str
+    channels: list[str] = Field(min_length=1, max_length=100)
+    min_severity: str = "info"
+    priority: int = Field(default=100, ge=-1_000_000, le=1_000_000)
+    when: list[Any] | None = None
+    any: list[Any] | None = None
+
+    @field_validator("match")
+    @classmethod
+    def _match(cls, value: str) -> str:
+        if not valid_pattern(value):
+            raise ValueError(f"{value[:60]!r} is not an event name, 'prefix.*' or '*'")
+        return value
+
+    @field_validator("min_severity")
+    @classmethod
+    def _severity(cls, value: str) -> str:
+        return Severity.parse(value).label
+
+    def to_route(self) -> Route:
+        try:
+            conditions = parse_conditions(self.when, self.any)
+        except ConditionError as exc:
+            raise ValueError(str(exc)) from None
+        return Route(name=self.name, match=self.match, channels=tuple(self.channels),
+                     min_severity=Severity.parse(self.min_severity), priority=self.priority,
+                     conditions=conditions)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ALERTD_", env_nested_delimiter="__", extra="forbid",
+                                      case_sensitive=False)
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    net: NetSettings = Field(default_factory=NetSettings)
+    dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
+    redact: RedactSettings = Field(default_factory=RedactSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    admin_key: Secret | None = None
+    keys: list[KeyDecl] = Field(default_factory=list)
+    channels: list[dict[str, Any]] = Field(default_factory=list)
+    routes: list[RouteDecl] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML arrives as init kwargs; the environment overrides it.
+        return env_settings, init_settings
+
+    @field_validator("admin_key")
+    @classmethod
+    def _admin_key_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+
+class Config:
+    """Settings plus what is derived from them and checked across sections."""
+
+    def __init__(self, settings: Settings, source: Path | None = None) -> None:
+        self.settings = settings
+        self.source = source
+        self.channels: dict[str, ChannelConfig] = _build_channels(settings.channels)
+        self.routes: tuple[Route, ...] = _build_routes(settings.routes, self.channels)
+
+    @property
+    def server(self) -> ServerSettings:
+        return self.settings.server
+
+
+def _build_channels(declared: list[dict[str, Any]]) -> dict[str, ChannelConfig]:
+    channels: dict[str, ChannelConfig] = {}
+    for index, raw in enumerate(declared):
+        label = f"channels[{index}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{label}: must be a table")
+        name = raw.get("name")
+        if isinstance(name, str):
+            label = f"channels[{index}] ({name[:40]})"
+        kind = raw.get("type")
+        channel_class = REGISTRY.get(kind) if isinstance(kind, str) else None
+        if channel_class is None:
+            raise ConfigError(f"{label}.type: unknown channel type {str(kind)[:40]!r}; "
+                              f"known: {', '.join(sorted(REGISTRY))}")
+        try:
+            config = channel_class.config_model.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc, prefix=label)) from None
+        if config.name in channels:
+            raise ConfigError(f"{label}.name: duplicate channel name {config.name!r}")
+        channels[config.name] = config
+    for config in channels.values():
+        if config.fallback is not None and config.fallback not in channels:
+            raise ConfigError(f"channel {config.name!r}.fallback: no channel named {config.fallback[:40]!r}")
+    return channels
+
+
+def _build_routes(declared: list[RouteDecl], channels: dict[str, ChannelConfig]) -> tuple[Route, ...]:
+    routes = []
+    names: set[str] = set()
+    for index, decl in enumerate(declared):
+        label = f"routes[{index}] ({decl.name})"
+        if decl.name in names:
+            raise ConfigError(f"{label}.name: duplicate route name")
+        names.add(decl.name)
+        for channel in decl.channels:
+            if channel not in channels:
+                raise ConfigError(f"{label}.channels: no channel named {channel[:40]!r}")
+        try:
+            routes.append(decl.to_route())
+        except ValueError as exc:
+            raise ConfigError(f"{label}: {exc}") from None
+    return sort_routes(routes)
+
+
+def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """pydantic's multi-line report → one line: `path.to.key: problem` (and how many more)."""
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0]
+    path = prefix
+    for part in first["loc"]:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    message = first["msg"].removeprefix("Value error, ")
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{path or 'config'}: {message}{more}"
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read, validate and cross-check. Raises ConfigError with one line naming the key."""
+    data: dict[str, Any] = {}
+    source = Path(path) if path else None
+    if source is not None:
+        try:
+            with source.open("rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: no such file") from None
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+    return Config(settings, source)

@@ -1,0 +1,111 @@
+"""Wires it all: open the store, build channels, start dispatch, serve HTTP; on SIGTERM drain and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from alertd.api.app import build_app
+from alertd.api.state import Runtime
+from alertd.auth import ApiKey, KeyRing, hash_key
+from alertd.channels import REGISTRY, BaseChannel, HttpSender
+from alertd.config import Config, split_listen
+from alertd.dispatch import Dispatcher
+from alertd.ingest import Ingest, RouteTable
+from alertd.netguard import NetPolicy, make_connector
+from alertd.redact import compile_sensitive
+from alertd.replay import Replayer
+from alertd.retry import RetryPolicy
+from alertd.store import Store
+
+log = structlog.get_logger("alertd")
+
+
+def keyring_from(config: Config) -> KeyRing:
+    s = config.settings
+    keys = [ApiKey(k.name, k.role, tuple(k.events),
+                   hash_key(k.key.get_secret_value()) if k.key is not None else (k.key_sha256 or ""))
+            for k in s.keys]
+    if s.admin_key is not None:
+        keys.append(ApiKey("admin", "admin", ("*",), hash_key(s.admin_key.get_secret_value())))
+    return KeyRing(keys)
+
+
+def build_channels(config: Config, http: HttpSender) -> dict[str, BaseChannel]:
+    return {name: REGISTRY[c.type](c, http) for name, c in config.channels.items()}
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        s = config.settings
+        self.store = Store(s.storage.path, s.storage.synchronous)
+        self.policy = NetPolicy.from_strings(s.net.allow_private)
+        self.session: aiohttp.ClientSession | None = None
+        self.runner: web.AppRunner | None = None
+        self.runtime: Runtime | None = None
+        self.bound_port: int | None = None
+        self._stop = asyncio.Event()
+
+    async def start(self) -> None:
+        s = self.config.settings
+        await self.store.open()
+        self.session = aiohttp.ClientSession(connector=make_connector(self.policy, limit=0),
+                                             auto_decompress=False)
+        channels = build_channels(self.config, HttpSender(self.session, self.policy))
+        retry = RetryPolicy(s.dispatch.max_attempts, s.dispatch.backoff_base, s.dispatch.backoff_cap)
+        dispatcher = Dispatcher(self.store, channels, retry, window=s.dispatch.window,
+                                public_url=s.server.public_url)
+        routes = RouteTable(self.config.routes)
+        self.runtime = Runtime(
+            config=self.config, store=self.store, dispatcher=dispatcher,
+            ingest=Ingest(self.store, dispatcher, routes, compile_sensitive(s.redact.keys)),
+            replayer=Replayer(self.store, dispatcher, routes, list(channels)),
+            keyring=keyring_from(self.config), started_at=time.time())
+        await dispatcher.start()
+        self.runner = web.AppRunner(build_app(self.runtime), access_log=None, handle_signals=False,
+                                    shutdown_timeout=2.0)
+        await self.runner.setup()
+        host, port = split_listen(s.server.listen)
+        site = web.TCPSite(self.runner, host, port, backlog=1024, reuse_address=True)
+        await site.start()
+        self.bound_port = _bound_port(self.runner) or port
+        log.info("listening", host=host, port=self.bound_port, channels=len(channels),
+                 routes=len(self.config.routes), keys=len(self.runtime.keyring))
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        await self.start()
+        await self._stop.wait()
+        await self.stop()
+
+    async def stop(self) -> None:
+        timeout = self.config.server.drain_timeout
+        log.info("draining", timeout_s=timeout)
+        if self.runtime is not None:
+            self.runtime.accepting = False  # ingest answers 503 from here on
+            finished = await self.runtime.dispatcher.drain(timeout)
+            log.info("drained", all_attempts_finished=finished)
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.session is not None:
+            await self.session.close()
+        await self.store.close()
+        log.info("stopped")
+
+
+def _bound_port(runner: web.AppRunner) -> int | None:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return None

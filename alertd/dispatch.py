@@ -1,0 +1,292 @@
+"""The dispatcher: per-channel lanes, each a severity-first heap with its own workers, so a slow or
+failing channel only ever holds up itself. Memory holds a bounded window of work; the store is the
+queue of record and refills the window."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import structlog
+
+from alertd.channels.base import BaseChannel, ChannelError, PermanentError, RetryableError, parse_rate
+from alertd.model import Attempt, Delivery, DeliveryState, Event, Origin, Severity
+from alertd.ratelimit import TokenBucket
+from alertd.render import render
+from alertd.retry import RetryPolicy
+from alertd.store import AttemptRecord, Store
+
+log = structlog.get_logger("alertd.dispatch")
+SAFETY_REFILL_S = 30.0
+OVERFLOW_REFILL_S = 1.0
+
+
+@dataclass(slots=True)
+class Job:
+    delivery: Delivery
+    event: Event
+
+
+@dataclass(slots=True)
+class AttemptResult:
+    outcome: str
+    status: int | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    retryable: bool = False
+
+
+class Lane:
+    """One channel instance: its heap of work, its workers, its rate."""
+
+    def __init__(self, channel: BaseChannel, dispatcher: Dispatcher) -> None:
+        self.channel = channel
+        self.dispatcher = dispatcher
+        self.heap: list[tuple[int, float, int, Job]] = []
+        self.in_flight = 0
+        self.wake = asyncio.Event()
+        self.workers: list[asyncio.Task[None]] = []
+        rate = channel.config.rate
+        self.bucket = TokenBucket(parse_rate(rate), burst=max(1.0, parse_rate(rate))) if rate else None
+
+    def push(self, job: Job) -> None:
+        d = job.delivery
+        heapq.heappush(self.heap, (-int(d.severity), d.next_attempt_at, d.id, job))
+        self.wake.set()
+
+    def start(self) -> None:
+        for _ in range(self.channel.config.concurrency):
+            self.workers.append(asyncio.create_task(self._work(), name=f"lane-{self.channel.name}"))
+
+    async def _work(self) -> None:
+        while True:
+            job = await self._next_due()
+            if job is None:
+                return
+            self.in_flight += 1
+            try:
+                await self.dispatcher.attempt(self, job)
+            except Exception:  # the delivery path never takes a worker down
+                log.exception("dispatch_bug", channel=self.channel.name, delivery_id=job.delivery.id)
+                self.dispatcher.release(job.delivery.id)
+            finally:
+                self.in_flight -= 1
+                self.dispatcher.idle.set()
+
+    async def _next_due(self) -> Job | None:
+        while not self.dispatcher.stopping:
+            now = time.time()
+            if self.heap and self.heap[0][1] <= now:
+                job = heapq.heappop(self.heap)[3]
+                if self.bucket is not None and (wait := self.bucket.take(time.monotonic())) > 0:
+                    await asyncio.sleep(wait)
+                return job
+            self.wake.clear()
+            timeout = self.heap[0][1] - now if self.heap else None
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout)
+            except TimeoutError:
+                pass
+        return None
+
+    def depth_by_severity(self) -> dict[Severity, int]:
+        counts = dict.fromkeys(Severity, 0)
+        for entry in self.heap:
+            counts[entry[3].delivery.severity] += 1
+        return counts
+
+
+class Dispatcher:
+    def __init__(self, store: Store, channels: dict[str, BaseChannel], policy: RetryPolicy, *,
+                 window: int = 10_000, public_url: str = "http://127.0.0.1:8040",
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.policy = policy
+        self.window = window
+        self.public_url = public_url
+        self.clock = clock
+        self.lanes = {name: Lane(channel, self) for name, channel in channels.items()}
+        self.held: set[int] = set()  # delivery ids in memory, in flight, or awaiting their record's commit
+        self.overflow = True  # the store may hold work memory does not: true until a refill proves otherwise
+        self.stopping = False
+        self.idle = asyncio.Event()
+        self._refill_wake = asyncio.Event()
+        self._refill_task: asyncio.Task[None] | None = None
+        self._seq = itertools.count()
+
+    async def start(self) -> None:
+        for lane in self.lanes.values():
+            lane.start()
+        await self.refill()
+        self._refill_task = asyncio.create_task(self._refill_loop(), name="dispatch-refill")
+
+    def offer(self, jobs: Iterable[Job]) -> None:
+        """Hot path from ingest: committed deliveries go straight into memory while the window has room."""
+        for job in jobs:
+            if len(self.held) >= self.window:
+                self.overflow = True
+                continue
+            self._hold(job)
+
+    def _hold(self, job: Job) -> None:
+        lane = self.lanes.get(job.delivery.channel)
+        self.held.add(job.delivery.id)
+        if lane is None:
+            asyncio.get_running_loop().create_task(self._unknown_channel(job))
+            return
+        lane.push(job)
+
+    def release(self, delivery_id: int) -> None:
+        self.held.discard(delivery_id)
+        if self.overflow and len(self.held) < self.window // 2:
+            self._refill_wake.set()
+
+    async def refill(self) -> int:
+        """Loads due work the window does not hold yet, most urgent first."""
+        room = self.window - len(self.held)
+        if room <= 0 or self.stopping:
+            return 0
+        now = self.clock()
+        rows = await self.store.read.due_deliveries(now, self.window)
+        fresh = [d for d in rows if d.id not in self.held][:room]
+        if fresh:
+            events = await self.store.read.events_by_id(list({d.event_id for d in fresh}))
+            for delivery in fresh:
+                event = events.get(delivery.event_id)
+                if event is not None and delivery.id not in self.held:
+                    self._hold(Job(delivery, event))
+        counts = await self.store.read.open_counts(now)
+        self.overflow = counts["open"] > len(self.held)
+        return len(fresh)
+
+    async def _refill_loop(self) -> None:
+        while not self.stopping:
+            timeout = OVERFLOW_REFILL_S if self.overflow else SAFETY_REFILL_S
+            try:
+                await asyncio.wait_for(self._refill_wake.wait(), timeout)
+            except TimeoutError:
+                pass
+            self._refill_wake.clear()
+            try:
+                await self.refill()
+            except Exception:
+                log.exception("refill_failed")
+
+    async def attempt(self, lane: Lane, job: Job) -> None:
+        delivery, channel = job.delivery, lane.channel
+        number = delivery.attempts + 1
+        started = self.clock()
+        t0 = time.monotonic()
+        result = await self._send(channel, job, number)
+        duration_ms = (time.monotonic() - t0) * 1000
+        attempt = Attempt(delivery.id, number, started, round(duration_ms, 2), result.outcome, result.status,
+                          result.error)
+        state, next_at = self._decide(channel, delivery, number, result)
+        delivery.attempts, delivery.state, delivery.next_attempt_at = number, state, next_at
+        delivery.last_error = result.error
+        committed = self.store.record_attempt(AttemptRecord(attempt, state, next_at))
+        if state is DeliveryState.RETRYING:
+            lane.push(job)
+            committed.add_done_callback(_consume)
+            log.info("delivery_retrying", delivery_id=delivery.id, event_id=delivery.event_id,
+                     channel=channel.name, attempt=number, error=result.error)
+            return
+        committed.add_done_callback(lambda f: (_consume(f), self.release(delivery.id)))
+        if state is DeliveryState.DEAD:
+            log.warning("delivery_dead", delivery_id=delivery.id, event_id=delivery.event_id,
+                        channel=channel.name, attempts=number, error=result.error)
+            await self._fallback(channel, job)
+
+    async def _send(self, channel: BaseChannel, job: Job, number: int) -> AttemptResult:
+        message = render(job.event, job.delivery.id, number, self.public_url)
+        try:
+            outcome = await channel.send(message)
+        except RetryableError as exc:
+            return AttemptResult("failed", exc.status, str(exc), exc.retry_after, retryable=True)
+        except PermanentError as exc:
+            error = str(exc) + (" (the receiver asked to be disabled)" if exc.gone else "")
+            return AttemptResult("failed", exc.status, error)
+        except ChannelError as exc:
+            return AttemptResult("failed", exc.status, str(exc), retryable=True)
+        except Exception as exc:
+            log.exception("channel_bug", channel=channel.name, delivery_id=job.delivery.id)
+            return AttemptResult("failed", None, f"internal error in channel: {type(exc).__name__}",
+                                 retryable=True)
+        return AttemptResult("delivered", outcome.status)
+
+    def _decide(self, channel: BaseChannel, delivery: Delivery, number: int,
+                result: AttemptResult) -> tuple[DeliveryState, float]:
+        now = self.clock()
+        if result.outcome == "delivered":
+            return DeliveryState.DELIVERED, now
+        max_attempts = channel.config.max_attempts or self.policy.max_attempts
+        if result.retryable and number < max_attempts:
+            return DeliveryState.RETRYING, now + self.policy.delay(number, result.retry_after)
+        return DeliveryState.DEAD, now
+
+    async def _fallback(self, channel: BaseChannel, job: Job) -> None:
+        target = channel.config.fallback
+        if target is None or target == channel.name:
+            return
+        try:
+            created = await self.store.add_deliveries(job.event, [(target, job.delivery.id)], Origin.FALLBACK)
+        except Exception:
+            log.exception("fallback_failed", channel=channel.name, delivery_id=job.delivery.id)
+            return
+        self.offer(Job(d, job.event) for d in created)
+
+    async def _unknown_channel(self, job: Job) -> None:
+        d = job.delivery
+        error = f"channel {d.channel!r} is not configured"
+        attempt = Attempt(d.id, d.attempts + 1, self.clock(), 0.0, "failed", None, error)
+        try:
+            await self.store.record_attempt(AttemptRecord(attempt, DeliveryState.DEAD, self.clock()))
+        except Exception:
+            log.exception("record_failed", delivery_id=d.id)
+        finally:
+            self.release(d.id)
+
+    def depth_by_severity(self) -> dict[str, int]:
+        totals = dict.fromkeys((s.label for s in Severity), 0)
+        for lane in self.lanes.values():
+            for severity, count in lane.depth_by_severity().items():
+                totals[severity.label] += count
+        return totals
+
+    @property
+    def in_flight(self) -> int:
+        return sum(lane.in_flight for lane in self.lanes.values())
+
+    async def drain(self, timeout: float) -> bool:
+        """Stops taking work, lets attempts in flight finish up to `timeout`; the rest stays pending
+        in the store. Returns whether everything in flight finished."""
+        self.stopping = True
+        self._refill_wake.set()
+        for lane in self.lanes.values():
+            lane.wake.set()
+        deadline = time.monotonic() + timeout
+        while self.in_flight and (left := deadline - time.monotonic()) > 0:
+            self.idle.clear()
+            try:
+                await asyncio.wait_for(self.idle.wait(), left)
+            except TimeoutError:
+                break
+        finished = self.in_flight == 0
+        tasks = [t for lane in self.lanes.values() for t in lane.workers]
+        if self._refill_task is not None:
+            tasks.append(self._refill_task)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return finished
+
+
+def _consume(future: asyncio.Future[None]) -> None:
+    """A record that failed to commit leaves the delivery open in the store: it is tried again later
+    (at-least-once). Retrieving the exception keeps asyncio from reporting it as lost."""
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("attempt_record_failed", error=str(future.exception()))

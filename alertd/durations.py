@@ -1,0 +1,50 @@
+"""Pure parsing of the durations and points in time that config, API and CLI accept."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
+MAX_DURATION_S = 10 * 365 * 86400.0
+
+
+def parse_duration(value: str | int | float) -> float:
+    """"250ms", "10s", "5m", "1h", "7d", or a bare number of seconds → seconds (float)."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like '10s', '5m', '1h'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION_RE.match(value) if len(value) <= 40 else None
+        if match is None:
+            raise ValueError(f"invalid duration {value[:40]!r}: use e.g. '500ms', '10s', '5m', '1h', '7d'")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not 0 <= seconds <= MAX_DURATION_S:
+        raise ValueError(f"duration {value!r} is out of range (0 to 10 years)")
+    return seconds
+
+
+def parse_instant(value: str, now: float) -> float:
+    """A point in time: a duration ago ("1h" = one hour before now) or an ISO-8601 timestamp
+    (naive means UTC). Returns epoch seconds."""
+    try:
+        return now - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00")) if len(value) <= 64 else None
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise ValueError(f"invalid time {value[:40]!r}: use a duration ago like '1h' or an ISO-8601 timestamp")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

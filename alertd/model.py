@@ -1,0 +1,140 @@
+"""Domain types. No I/O here: everything else builds on these."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+from typing import Any
+
+
+class Severity(IntEnum):
+    INFO = 0
+    WARNING = 1
+    ERROR = 2
+    CRITICAL = 3
+
+    @classmethod
+    def parse(cls, value: str) -> Severity:
+        """Accepts the four names (any case) and `urgent` as `critical`; raises ValueError otherwise."""
+        name = value.strip().lower()
+        if name == "urgent":
+            return cls.CRITICAL
+        try:
+            return cls[name.upper()]
+        except KeyError:
+            raise ValueError(f"unknown severity {value[:40]!r}: use info, warning, error or critical") from None
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    RETRYING = "retrying"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+    SKIPPED = "skipped"
+
+    @property
+    def is_open(self) -> bool:
+        return self in (DeliveryState.PENDING, DeliveryState.RETRYING)
+
+
+class Origin(StrEnum):
+    ROUTE = "route"
+    REPLAY = "replay"
+    FALLBACK = "fallback"
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A producer's validated (and redacted) request, before it has an id."""
+
+    event: str
+    payload: dict[str, Any]
+    severity: Severity
+    idempotency_key: str | None = None
+
+    def as_match_target(self) -> dict[str, Any]:
+        """What route conditions look into: the envelope as the producer sent it."""
+        return {"event": self.event, "severity": self.severity.label, "payload": self.payload}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    name: str
+    severity: Severity
+    payload: dict[str, Any]
+    created_at: float
+    source: str = ""
+    idempotency_key: str | None = None
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One (event x channel) obligation. Mutable: the dispatcher advances its state."""
+
+    id: int
+    event_id: str
+    channel: str
+    severity: Severity
+    state: DeliveryState = DeliveryState.PENDING
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+    created_at: float = field(default_factory=time.time)
+    origin: Origin = Origin.ROUTE
+    replay_of: int | None = None
+    last_error: str | None = None
+    reason: str | None = None
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    delivery_id: int
+    number: int
+    started_at: float
+    duration_ms: float
+    outcome: str  # "delivered" | "failed"
+    http_status: int | None
+    error: str | None
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_event_id(now: float | None = None) -> str:
+    """`evt_` + a ULID: 48 bits of milliseconds then 80 random bits, so ids sort by creation time
+    (cursors and SQLite's primary-key index both like that)."""
+    ms = int((time.time() if now is None else now) * 1000)
+    return _ulid((ms << 80) | int.from_bytes(os.urandom(10), "big"))
+
+
+def event_id_bound(ts: float) -> str:
+    """The smallest event id created at or after `ts`: time filters become primary-key ranges."""
+    return _ulid(max(0, int(ts * 1000)) << 80)
+
+
+def _ulid(value: int) -> str:
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "evt_" + "".join(reversed(chars))
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """What a channel sends: the event, rendered. `delivery_id` stays the same on every retry."""
+
+    event: Event
+    delivery_id: int
+    attempt: int
+    title: str
+    summary: str
+    fields: tuple[tuple[str, str], ...] = ()
+    link: str | None = None

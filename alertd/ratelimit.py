@@ -1,0 +1,27 @@
+"""Token bucket: pure arithmetic over a clock you pass in, so it is tested without sleeping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    rate: float  # tokens per second
+    burst: float
+    tokens: float = field(default=-1.0)
+    updated: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0:
+            self.tokens = self.burst
+
+    def take(self, now: float) -> float:
+        """Takes one token. Returns 0 if it was there, else how long until it will be (and reserves it)."""
+        if self.updated:
+            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        self.tokens -= 1.0
+        if self.tokens >= 0:
+            return 0.0
+        return -self.tokens / self.rate

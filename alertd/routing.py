@@ -1,0 +1,71 @@
+"""Pure routing: which routes, and so which channels, an event reaches."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from alertd.conditions import ConditionSet
+from alertd.model import Severity
+
+EVENT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9_-]+)*$")
+PATTERN_RE = re.compile(r"^(\*|[a-z0-9][a-z0-9_-]*(\.[a-z0-9_-]+)*(\.\*)?)$")
+MAX_EVENT_NAME = 200
+
+
+def valid_pattern(pattern: str) -> bool:
+    return len(pattern) <= MAX_EVENT_NAME and PATTERN_RE.match(pattern) is not None
+
+
+def pattern_matches(pattern: str, name: str) -> bool:
+    """`*` matches everything, `a.b.*` matches `a.b.x` and deeper (not `a.b` itself), else exact."""
+    if pattern == "*":
+        return True
+    if pattern.endswith(".*"):
+        return name.startswith(pattern[:-1])
+    return pattern == name
+
+
+def any_pattern_matches(patterns: Iterable[str], name: str) -> bool:
+    return any(pattern_matches(p, name) for p in patterns)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    match: str
+    channels: tuple[str, ...]
+    min_severity: Severity = Severity.INFO
+    priority: int = 100
+    conditions: ConditionSet | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def sort_routes(routes: Iterable[Route]) -> tuple[Route, ...]:
+    """Lower priority number runs first; ties keep declaration order (sorted() is stable)."""
+    return tuple(sorted(routes, key=lambda r: r.priority))
+
+
+def match_routes(routes: Sequence[Route], name: str, severity: Severity,
+                 target: dict[str, Any] | None = None) -> list[Route]:
+    """Every route that matches fans out. `routes` must already be in priority order.
+    `target` is the envelope dict conditions look into; routes with conditions need it."""
+    matched = []
+    for route in routes:
+        if severity < route.min_severity or not pattern_matches(route.match, name):
+            continue
+        if route.conditions is not None and not route.conditions.matches(target or {}):
+            continue
+        matched.append(route)
+    return matched
+
+
+def channels_for(routes: Sequence[Route]) -> list[str]:
+    """The channels the matched routes reach, in route order; a channel reached twice gets one delivery."""
+    seen: dict[str, None] = {}
+    for route in routes:
+        for channel in route.channels:
+            seen.setdefault(channel, None)
+    return list(seen)

@@ -1,0 +1,112 @@
+"""Numbered schema migrations, tracked in PRAGMA user_version. Append only: never edit a shipped one."""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the core pipeline
+    """
+    CREATE TABLE events (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        severity INTEGER NOT NULL,
+        payload TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        source TEXT NOT NULL DEFAULT '',
+        idempotency_key TEXT,
+        deliveries INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL REFERENCES events(id),
+        channel TEXT NOT NULL,
+        severity INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        origin TEXT NOT NULL DEFAULT 'route',
+        replay_of INTEGER REFERENCES deliveries(id),
+        reason TEXT,
+        last_error TEXT
+    );
+    CREATE INDEX deliveries_event ON deliveries(event_id);
+    CREATE INDEX deliveries_state ON deliveries(state, id);
+    -- only open work is indexed for the dispatcher, so the index stays the size of the backlog
+    CREATE INDEX deliveries_due ON deliveries(severity DESC, next_attempt_at, id)
+        WHERE state IN ('pending', 'retrying');
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,
+        delivery_id INTEGER NOT NULL REFERENCES deliveries(id),
+        number INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        duration_ms REAL NOT NULL,
+        outcome TEXT NOT NULL,
+        http_status INTEGER,
+        error TEXT
+    );
+    CREATE INDEX attempts_delivery ON attempts(delivery_id);
+    CREATE TABLE idempotency (
+        key TEXT PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        created_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE channels (
+        name TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        config TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        deleted_at REAL
+    );
+    CREATE TABLE routes (
+        name TEXT PRIMARY KEY,
+        config TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE keys (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        sha256 TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL,
+        events TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        last_used_at REAL,
+        revoked_at REAL
+    );
+    """,
+)
+
+LATEST = len(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection) -> tuple[int, int]:
+    """Apply every migration past the file's version, each in its own transaction.
+    Returns (from, to). Refuses a file written by a newer alertd."""
+    start = schema_version(conn)
+    if start > LATEST:
+        raise RuntimeError(f"database schema version {start} is newer than this alertd ({LATEST}); upgrade alertd")
+    for number in range(start + 1, LATEST + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(MIGRATIONS[number - 1]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return start, LATEST
+
+
+def _statements(script: str) -> list[str]:
+    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

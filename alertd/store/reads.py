@@ -1,0 +1,172 @@
+"""Read queries, on a read connection of their own (WAL lets them run beside the writer)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from alertd.model import Attempt, Delivery, DeliveryState, Event, Origin, Severity, event_id_bound
+
+_DELIVERY_COLUMNS = ("d.id, d.event_id, d.channel, d.severity, d.state, d.attempts, d.next_attempt_at, "
+                     "d.created_at, d.origin, d.replay_of, d.last_error, d.reason, d.updated_at")
+_EVENT_COLUMNS = "id, name, severity, payload, created_at, source, idempotency_key"
+
+
+def delivery_from_row(row: Sequence[Any]) -> Delivery:
+    return Delivery(id=row[0], event_id=row[1], channel=row[2], severity=Severity(row[3]),
+                    state=DeliveryState(row[4]), attempts=row[5], next_attempt_at=row[6], created_at=row[7],
+                    origin=Origin(row[8]), replay_of=row[9], last_error=row[10], reason=row[11],
+                    updated_at=row[12])
+
+
+def event_from_row(row: Sequence[Any]) -> Event:
+    return Event(id=row[0], name=row[1], severity=Severity(row[2]), payload=orjson.loads(row[3]),
+                 created_at=row[4], source=row[5], idempotency_key=row[6])
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    pattern: str | None = None
+    severity: Severity | None = None
+    min_severity: Severity | None = None
+    since: float | None = None
+    until: float | None = None
+    cursor: str | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFilter:
+    state: DeliveryState | None = None
+    channel: str | None = None
+    pattern: str | None = None
+    since: float | None = None
+    until: float | None = None
+    cursor: int | None = None
+    limit: int = 50
+
+
+def _pattern_clause(column: str, pattern: str | None) -> tuple[str, list[Any]]:
+    if pattern is None or pattern == "*":
+        return "", []
+    if pattern.endswith(".*"):
+        prefix = pattern[:-1]
+        # '/' sorts right after '.', so this is "starts with prefix" as an index-friendly range
+        return f" AND {column} >= ? AND {column} < ?", [prefix, prefix[:-1] + "/"]
+    return f" AND {column} = ?", [pattern]
+
+
+class Reader:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+
+    @classmethod
+    async def open(cls, path: str | Path) -> Reader:
+        uri = Path(path).resolve().as_uri() + "?mode=ro"
+        conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+        await conn.execute("PRAGMA busy_timeout=5000")
+        return cls(conn)
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        async with self.conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
+        rows = await self._all(
+            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d INDEXED BY deliveries_due "
+            "WHERE d.state IN ('pending', 'retrying') AND d.next_attempt_at <= ? "
+            "ORDER BY d.severity DESC, d.next_attempt_at, d.id LIMIT ?", (now, limit))
+        return [delivery_from_row(r) for r in rows]
+
+    async def next_due_at(self) -> float | None:
+        rows = await self._all("SELECT min(next_attempt_at) FROM deliveries WHERE state IN ('pending', 'retrying')")
+        return rows[0][0] if rows and rows[0][0] is not None else None
+
+    async def open_counts(self, now: float) -> dict[str, int]:
+        rows = await self._all(
+            "SELECT count(*), coalesce(sum(next_attempt_at <= ?), 0) FROM deliveries "
+            "WHERE state IN ('pending', 'retrying')", (now,))
+        return {"open": rows[0][0], "due": rows[0][1]}
+
+    async def events_by_id(self, ids: Sequence[str]) -> dict[str, Event]:
+        found: dict[str, Event] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start:start + 500])
+            marks = ",".join("?" * len(chunk))
+            for row in await self._all(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id IN ({marks})", chunk):
+                event = event_from_row(row)
+                found[event.id] = event
+        return found
+
+    async def event(self, event_id: str) -> Event | None:
+        found = await self.events_by_id([event_id])
+        return found.get(event_id)
+
+    async def list_events(self, f: EventFilter) -> list[tuple[Event, int]]:
+        sql = f"SELECT {_EVENT_COLUMNS}, deliveries FROM events WHERE 1=1"
+        params: list[Any] = []
+        clause, extra = _pattern_clause("name", f.pattern)
+        sql += clause
+        params += extra
+        if f.severity is not None:
+            sql, params = sql + " AND severity = ?", [*params, int(f.severity)]
+        if f.min_severity is not None:
+            sql, params = sql + " AND severity >= ?", [*params, int(f.min_severity)]
+        if f.since is not None:
+            sql, params = sql + " AND id >= ?", [*params, event_id_bound(f.since)]
+        if f.until is not None:
+            sql, params = sql + " AND id < ?", [*params, event_id_bound(f.until)]
+        if f.cursor is not None:
+            sql, params = sql + " AND id < ?", [*params, f.cursor]
+        sql += " ORDER BY id DESC LIMIT ?"
+        rows = await self._all(sql, [*params, f.limit])
+        return [(event_from_row(r), r[7]) for r in rows]
+
+    async def deliveries_for_event(self, event_id: str) -> list[Delivery]:
+        rows = await self._all(f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d WHERE d.event_id = ? ORDER BY d.id",
+                               (event_id,))
+        return [delivery_from_row(r) for r in rows]
+
+    async def attempts_for(self, delivery_ids: Sequence[int]) -> dict[int, list[Attempt]]:
+        found: dict[int, list[Attempt]] = {i: [] for i in delivery_ids}
+        if not delivery_ids:
+            return found
+        marks = ",".join("?" * len(delivery_ids))
+        rows = await self._all(
+            "SELECT delivery_id, number, started_at, duration_ms, outcome, http_status, error FROM attempts "
+            f"WHERE delivery_id IN ({marks}) ORDER BY delivery_id, number", list(delivery_ids))
+        for r in rows:
+            found[r[0]].append(Attempt(r[0], r[1], r[2], r[3], r[4], r[5], r[6]))
+        return found
+
+    async def delivery(self, delivery_id: int) -> Delivery | None:
+        rows = await self._all(f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d WHERE d.id = ?", (delivery_id,))
+        return delivery_from_row(rows[0]) if rows else None
+
+    async def list_deliveries(self, f: DeliveryFilter) -> list[tuple[Delivery, str]]:
+        sql = f"SELECT {_DELIVERY_COLUMNS}, e.name FROM deliveries d JOIN events e ON e.id = d.event_id WHERE 1=1"
+        params: list[Any] = []
+        if f.state is not None:
+            sql, params = sql + " AND d.state = ?", [*params, f.state.value]
+        if f.channel is not None:
+            sql, params = sql + " AND d.channel = ?", [*params, f.channel]
+        clause, extra = _pattern_clause("e.name", f.pattern)
+        sql, params = sql + clause, params + extra
+        if f.since is not None:
+            sql, params = sql + " AND d.created_at >= ?", [*params, f.since]
+        if f.until is not None:
+            sql, params = sql + " AND d.created_at < ?", [*params, f.until]
+        if f.cursor is not None:
+            sql, params = sql + " AND d.id < ?", [*params, f.cursor]
+        sql += " ORDER BY d.id DESC LIMIT ?"
+        rows = await self._all(sql, [*params, f.limit])
+        return [(delivery_from_row(r), r[13]) for r in rows]
