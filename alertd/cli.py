@@ -9,7 +9,6 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,7 +19,7 @@ from rich.table import Table
 from alertd import __version__
 from alertd.client import AdminClient, ClientError
 from alertd.config import ConfigError, load_config
-from alertd.durations import iso, parse_instant
+from alertd.durations import parse_instant
 
 REPLAY_CHUNK = 100
 EXAMPLES = """examples:

@@ -7,14 +7,22 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alertd.channels import REGISTRY, ChannelConfig
 from alertd.conditions import ConditionError, parse_conditions
 from alertd.durations import parse_duration
 from alertd.model import Severity
-from alertd.redact import DEFAULT_SENSITIVE_KEYS
+from alertd.redact import DEFAULT_SENSITIVE_KEYS, compile_sensitive
 from alertd.routing import Route, sort_routes, valid_pattern
 from alertd.secrets import Secret
 
@@ -92,7 +100,13 @@ class DispatchSettings(BaseModel):
 
 class RedactSettings(BaseModel):
     model_config = _STRICT
-    keys: list[str] = Field(default_factory=lambda: list(DEFAULT_SENSITIVE_KEYS))
+    keys: list[str] = Field(default_factory=lambda: list(DEFAULT_SENSITIVE_KEYS), max_length=200)
+
+    @field_validator("keys")
+    @classmethod
+    def _compiles(cls, value: list[str]) -> list[str]:
+        compile_sensitive(value)
+        return value
 
 
 class LogSettings(BaseModel):

@@ -5,11 +5,11 @@ queue of record and refills the window."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
-import itertools
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 
@@ -87,10 +87,8 @@ class Lane:
                 return job
             self.wake.clear()
             timeout = self.heap[0][1] - now if self.heap else None
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout)
-            except TimeoutError:
-                pass
         return None
 
     def depth_by_severity(self) -> dict[Severity, int]:
@@ -116,7 +114,6 @@ class Dispatcher:
         self.idle = asyncio.Event()
         self._refill_wake = asyncio.Event()
         self._refill_task: asyncio.Task[None] | None = None
-        self._seq = itertools.count()
 
     async def start(self) -> None:
         for lane in self.lanes.values():
@@ -166,10 +163,8 @@ class Dispatcher:
     async def _refill_loop(self) -> None:
         while not self.stopping:
             timeout = OVERFLOW_REFILL_S if self.overflow else SAFETY_REFILL_S
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._refill_wake.wait(), timeout)
-            except TimeoutError:
-                pass
             self._refill_wake.clear()
             try:
                 await self.refill()
@@ -195,11 +190,15 @@ class Dispatcher:
             log.info("delivery_retrying", delivery_id=delivery.id, event_id=delivery.event_id,
                      channel=channel.name, attempt=number, error=result.error)
             return
-        committed.add_done_callback(lambda f: (_consume(f), self.release(delivery.id)))
+        committed.add_done_callback(lambda f: self._settled(f, delivery.id))
         if state is DeliveryState.DEAD:
             log.warning("delivery_dead", delivery_id=delivery.id, event_id=delivery.event_id,
                         channel=channel.name, attempts=number, error=result.error)
             await self._fallback(channel, job)
+
+    def _settled(self, future: asyncio.Future[None], delivery_id: int) -> None:
+        _consume(future)
+        self.release(delivery_id)
 
     async def _send(self, channel: BaseChannel, job: Job, number: int) -> AttemptResult:
         message = render(job.event, job.delivery.id, number, self.public_url)

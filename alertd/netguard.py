@@ -1,6 +1,6 @@
 """Outbound URL policy against SSRF.
 
-Three layers, each needed because aiohttp skips the layer before it in some case:
+Three layers, because aiohttp consults a resolver only for hostnames:
 - `validate_url` refuses bad schemes and disallowed IP literals (aiohttp never calls a resolver for an
   IP literal host);
 - `GuardedResolver` checks every address a hostname resolves to, at delivery time, and aiohttp connects
@@ -162,13 +162,14 @@ def validate_url(url: str | URL, policy: NetPolicy) -> URL:
     checks what they resolve to when the request is made."""
     try:
         parsed = url if isinstance(url, URL) else URL(url)
+        host = parsed.host  # decoded lazily: a bad IDNA label ("xn--") fails only here
     except (ValueError, TypeError):
         raise BlockedTarget("the URL cannot be parsed") from None
     if parsed.scheme not in _SCHEMES:
         raise BlockedTarget(f"scheme {parsed.scheme[:20]!r} is not allowed: use http or https")
-    if not parsed.host:
+    if not host:
         raise BlockedTarget("the URL has no host")
-    literal = _host_literal(parsed.host)
+    literal = _host_literal(host)
     if literal is not None and not policy.address_allowed(literal):
         raise BlockedTarget(f"{_origin(parsed)} is refused: {literal} is not a public address "
                             "and is not in net.allow_private")
@@ -214,7 +215,8 @@ def _guarded_socket_factory(policy: NetPolicy) -> Callable[[AddrInfo], socket.so
     return factory
 
 
-def make_connector(policy: NetPolicy, *, inner: AbstractResolver | None = None, **kw: Any) -> aiohttp.TCPConnector:
+def make_connector(policy: NetPolicy, *, inner: AbstractResolver | None = None,
+                   **kw: Any) -> aiohttp.TCPConnector:
     """Call with a running loop. `inner` is the name service GuardedResolver asks (default: threaded
     getaddrinfo). `resolver` and `socket_factory` are the guard, so passing either is a TypeError, on
     purpose. The DNS cache (use_dns_cache, on by default) is kept: it is filled only from GuardedResolver's

@@ -10,6 +10,7 @@ from alertd.api.errors import error_response
 from alertd.api.state import RUNTIME
 from alertd.auth import presented_key
 
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     path = request.path

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from yarl import URL
 
 from alertd.durations import parse_duration
 from alertd.model import Message
@@ -139,6 +140,8 @@ class BaseChannel(ABC):
         self.config = config
         self.http = http
         self._secrets = [v for v in _secret_values(config) if len(v) >= 4]
+        self._urls = [v for v in (getattr(config, f) for f in type(config).model_fields)
+                      if isinstance(v, str) and v.startswith(("http://", "https://"))]
 
     @property
     def name(self) -> str:
@@ -161,6 +164,10 @@ class BaseChannel(ABC):
             raise RetryableError(f"timed out after {time.monotonic() - started:.1f}s") from None
         except aiohttp.ClientConnectorCertificateError:
             raise RetryableError("TLS certificate verification failed") from None
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, BlockedTarget):  # the connect-time backstop of netguard
+                raise PermanentError(f"blocked by the outbound URL policy: {exc.os_error}") from None
+            raise RetryableError(self.scrub(f"connection failed: {exc.os_error.strerror or exc}")) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise RetryableError(self.scrub(f"connection failed: {type(exc).__name__}: {exc}")) from None
         return self.classify(reply)
@@ -181,10 +188,18 @@ class BaseChannel(ABC):
         """Strip every secret of this channel (and URL credentials) from text bound for a row or a log."""
         for secret in self._secrets:
             text = text.replace(secret, "****")
-        url = getattr(self.config, "url", None)
-        if isinstance(url, str) and url in text:
-            text = text.replace(url, redact_url(url))
+        for url in self._urls:
+            # only scheme://host survives: for Slack- or Discord-style URLs the path is the secret
+            text = text.replace(url, origin_of(url)).replace(redact_url(url), origin_of(url))
         return text[:MAX_ERROR_CHARS]
+
+
+def origin_of(url: str) -> str:
+    try:
+        parsed = URL(url)
+        return f"{parsed.scheme}://{parsed.host}" + (f":{parsed.explicit_port}" if parsed.explicit_port else "")
+    except (ValueError, TypeError):
+        return "<url>"
 
 
 def _snippet(body: bytes) -> str:

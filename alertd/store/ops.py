@@ -46,8 +46,8 @@ class Stored:
 def insert_events(conn: sqlite3.Connection, items: Sequence[NewEvent], ids: DeliveryIds,
                   now: float) -> list[Stored]:
     results: list[Stored] = []
-    event_rows = []
-    delivery_rows = []
+    event_rows: list[tuple[object, ...]] = []
+    delivery_rows: list[tuple[object, ...]] = []
     for item in items:
         event = item.event
         if event.idempotency_key is not None:

@@ -5,6 +5,7 @@ is what lets durable ingest run near the speed of a handler that stores nothing 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -141,10 +142,8 @@ class Writer:
 
     def _settle(self, jobs: list[_Job], results: list[Any] | None, error: BaseException | None) -> None:
         assert self._loop is not None
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is gone (shutdown): nobody is waiting any more
             self._loop.call_soon_threadsafe(_resolve, jobs, results, error)
-        except RuntimeError:
-            pass  # the loop is gone (shutdown); nobody is waiting any more
 
 
 def _resolve(jobs: list[_Job], results: list[Any] | None, error: BaseException | None) -> None:

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import BaseTestServer, TestServer
 from yarl import URL
 
 from alertd.netguard import (
@@ -68,6 +68,7 @@ BYPASSES = [
     "http://255.255.255.255/", "http://[2002:7f00:1::1]/", "http://[64:ff9b::7f00:1]/",
     "https://１２７.０.０.１/", "HTTP://127.0.0.1/", "http://localhost/", "ftp://example.com/",
     "file:///etc/passwd", "http:///nohost", "gopher://127.0.0.1:25/", "javascript:alert(1)", "http://[::1",
+    "http://xn--/",
 ]
 
 
@@ -96,10 +97,10 @@ def test_validate_url_returns_parsed_url() -> None:
 
 def test_refusal_message_holds_no_credentials_path_or_query() -> None:
     with pytest.raises(BlockedTarget) as info:
-        validate_url("http://admin:hunter2@127.0.0.1:8080/private/path?token=abc123", NOTHING)
+        validate_url("http://admin:hunter2@127.0.0.1:8080/some/path?token=abc123", NOTHING)
     message = str(info.value)
     assert "127.0.0.1" in message
-    for leaked in ("admin", "hunter2", "private", "token", "abc123"):
+    for leaked in ("admin", "hunter2", "some", "path", "token", "abc123"):
         assert leaked not in message
 
 
@@ -156,14 +157,14 @@ def test_from_strings() -> None:
 
 @pytest.mark.parametrize("bad", ["10.0.0.0/33", "localhost", "", "10.0.0.0/8,"])
 def test_from_strings_names_a_bad_network(bad: str) -> None:
-    with pytest.raises(ValueError, match="net.allow_private") as info:
+    with pytest.raises(ValueError, match=r"net\.allow_private") as info:
         NetPolicy.from_strings(["127.0.0.0/8", bad])
     assert repr(bad) in str(info.value)
 
 
 async def test_resolver_refuses_if_any_address_is_private() -> None:
     inner = FakeResolver(["93.184.216.34", "10.0.0.5"])
-    with pytest.raises(BlockedTarget, match="10.0.0.5") as info:
+    with pytest.raises(BlockedTarget, match=r"10\.0\.0\.5") as info:
         await GuardedResolver(NOTHING, inner).resolve("mixed.example", 443)
     assert "mixed.example" in str(info.value)
 
@@ -180,7 +181,7 @@ async def test_resolver_refuses_a_name_rebound_to_loopback() -> None:
     resolver = GuardedResolver(NOTHING, inner)
     first = await resolver.resolve("rebind.example", 80)
     assert [r["host"] for r in first] == ["93.184.216.34"]
-    with pytest.raises(BlockedTarget, match="127.0.0.1"):
+    with pytest.raises(BlockedTarget, match=r"127\.0\.0\.1"):
         await resolver.resolve("rebind.example", 80)
 
 
@@ -206,7 +207,6 @@ async def test_resolver_close_closes_inner() -> None:
     ("relative/path?q=1", "relative/path?…"),
     (URL("https://a:b@example.com/x?y=z"), "https://example.com/x?…"),
     ("http://[::1", "<unparseable URL>"),
-    ("http://xn--/", "<unparseable URL>"),
 ])
 def test_redact_url(url: str | URL, expected: str) -> None:
     assert redact_url(url) == expected
@@ -223,7 +223,7 @@ async def test_make_connector_refuses_a_second_resolver() -> None:
 
 @dataclass
 class Target:
-    server: TestServer
+    server: BaseTestServer
     hits: list[str] = field(default_factory=list)
 
     @property
@@ -252,7 +252,8 @@ async def target() -> AsyncIterator[Target]:
         yield Target(server, hits)
 
 
-def guarded_session(policy: NetPolicy, inner: AbstractResolver | None = None, **kw: bool) -> aiohttp.ClientSession:
+def guarded_session(policy: NetPolicy, inner: AbstractResolver | None = None,
+                    **kw: bool) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=make_connector(policy, inner=inner, **kw))
 
 
@@ -265,10 +266,11 @@ async def test_localhost_refused_through_aiohttp(target: Target) -> None:
 
 async def test_localhost_allowed_through_aiohttp(target: Target) -> None:
     # ::1 too, in case this host's resolver also answers localhost with it.
-    async with guarded_session(NetPolicy.from_strings(["127.0.0.0/8", "::1/128"])) as session:
-        async with session.get(f"http://localhost:{target.port}/") as response:
-            assert response.status == 200
-            assert await response.text() == "ok"
+    policy = NetPolicy.from_strings(["127.0.0.0/8", "::1/128"])
+    url = f"http://localhost:{target.port}/"
+    async with guarded_session(policy) as session, session.get(url) as response:
+        assert response.status == 200
+        assert await response.text() == "ok"
     assert target.hits == ["/"]
 
 
@@ -295,7 +297,7 @@ async def test_connection_goes_only_to_the_checked_address(target: Target, use_d
             assert inner.calls == ["rebind.example"]
             assert target.hits == ["/", "/"]
         else:
-            with pytest.raises(BlockedTarget, match="127.0.0.2"):
+            with pytest.raises(BlockedTarget, match=r"127\.0\.0\.2"):
                 await session.get(url)
             assert inner.calls == ["rebind.example", "rebind.example"]
             assert target.hits == ["/"]
