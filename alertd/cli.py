@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(migrate)
     migrate.set_defaults(run=cmd_migrate)
 
+    receive = sub.add_parser("receive", help="run a local webhook receiver that prints deliveries")
+    receive.add_argument("--listen", default="127.0.0.1:8041", help="HOST:PORT (default 127.0.0.1:8041)")
+    receive.add_argument("--secret", default=os.environ.get("ALERTD_RECEIVE_SECRET"),
+                         help="verify signatures with this secret (whsec_… or the e11 secret)")
+    receive.add_argument("--status", type=int, default=200, help="HTTP status to answer (default 200)")
+    receive.set_defaults(run=cmd_receive)
+
     replay = sub.add_parser(
         "replay", help="deliver stored events again", formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="one event:  alertd replay EVENT_ID [--channel NAME]\n"
@@ -146,6 +153,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 0
 
     return run_async(serve)
+
+
+def cmd_receive(args: argparse.Namespace) -> int:
+    from alertd.config import split_listen
+    from alertd.receiver import serve
+
+    try:
+        host, port = split_listen(args.listen)
+    except ValueError as exc:
+        raise CliError(f"--listen: {exc}") from None
+    if not 100 <= args.status <= 599:
+        raise CliError("--status must be an HTTP status code (100-599)")
+    serve(host, port, args.secret, args.status)
+    return 0
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
