@@ -24,6 +24,7 @@ from alertd.retry import RetryPolicy
 from alertd.store import Store
 
 log = structlog.get_logger("alertd")
+IDEMPOTENCY_PURGE_S = 3600.0
 
 
 def keyring_from(config: Config) -> KeyRing:
@@ -51,6 +52,7 @@ class Daemon:
         self.runtime: Runtime | None = None
         self.bound_port: int | None = None
         self._stop = asyncio.Event()
+        self._housekeeping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         s = self.config.settings
@@ -68,6 +70,7 @@ class Daemon:
             replayer=Replayer(self.store, dispatcher, routes, list(channels)),
             keyring=keyring_from(self.config), started_at=time.time())
         await dispatcher.start()
+        self._housekeeping = asyncio.create_task(self._purge_idempotency_hourly(), name="housekeeping")
         self.runner = web.AppRunner(build_app(self.runtime), access_log=None, handle_signals=False,
                                     shutdown_timeout=2.0)
         await self.runner.setup()
@@ -77,6 +80,16 @@ class Daemon:
         self.bound_port = _bound_port(self.runner) or port
         log.info("listening", host=host, port=self.bound_port, channels=len(channels),
                  routes=len(self.config.routes), keys=len(self.runtime.keyring))
+
+    async def _purge_idempotency_hourly(self) -> None:
+        while True:
+            try:
+                removed = await self.store.purge_idempotency()
+                if removed:
+                    log.info("idempotency_keys_purged", count=removed)
+            except Exception:
+                log.exception("housekeeping_failed")
+            await asyncio.sleep(IDEMPOTENCY_PURGE_S)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -92,6 +105,8 @@ class Daemon:
     async def stop(self) -> None:
         timeout = self.config.server.drain_timeout
         log.info("draining", timeout_s=timeout)
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
         if self.runtime is not None:
             self.runtime.accepting = False  # ingest answers 503 from here on
             finished = await self.runtime.dispatcher.drain(timeout)

@@ -143,22 +143,30 @@ class Dispatcher:
             self._refill_wake.set()
 
     async def refill(self) -> int:
-        """Loads due work the window does not hold yet, most urgent first."""
-        room = self.window - len(self.held)
-        if room <= 0 or self.stopping:
+        """Loads open work the window does not hold yet: due work most urgent first, then what is
+        due soonest. Returns how many deliveries it took into memory."""
+        if self.stopping or self.window - len(self.held) <= 0:
             return 0
         now = self.clock()
-        rows = await self.store.read.due_deliveries(now, self.window)
-        fresh = [d for d in rows if d.id not in self.held][:room]
-        if fresh:
-            events = await self.store.read.events_by_id(list({d.event_id for d in fresh}))
-            for delivery in fresh:
-                event = events.get(delivery.event_id)
-                if event is not None and delivery.id not in self.held:
-                    self._hold(Job(delivery, event))
+        taken = await self._take(await self.store.read.due_deliveries(now, self.window))
+        if self.window - len(self.held) > 0:
+            taken += await self._take(await self.store.read.upcoming_deliveries(now, self.window))
         counts = await self.store.read.open_counts(now)
         self.overflow = counts["open"] > len(self.held)
-        return len(fresh)
+        return taken
+
+    async def _take(self, rows: list[Delivery]) -> int:
+        fresh = [d for d in rows if d.id not in self.held][: self.window - len(self.held)]
+        if not fresh:
+            return 0
+        events = await self.store.read.events_by_id(list({d.event_id for d in fresh}))
+        taken = 0
+        for delivery in fresh:
+            event = events.get(delivery.event_id)
+            if event is not None and delivery.id not in self.held:
+                self._hold(Job(delivery, event))
+                taken += 1
+        return taken
 
     async def _refill_loop(self) -> None:
         while not self.stopping:
@@ -166,6 +174,9 @@ class Dispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._refill_wake.wait(), timeout)
             self._refill_wake.clear()
+            # A refill reads up to `window` rows: only worth it when a tenth of the window is free.
+            if self.window - len(self.held) < max(1, self.window // 10):
+                continue
             try:
                 await self.refill()
             except Exception:
@@ -187,13 +198,14 @@ class Dispatcher:
         if state is DeliveryState.RETRYING:
             lane.push(job)
             committed.add_done_callback(_consume)
-            log.info("delivery_retrying", delivery_id=delivery.id, event_id=delivery.event_id,
-                     channel=channel.name, attempt=number, error=result.error)
+            # receivers' answers can echo payload values: logs carry the status, the row keeps the text
+            log.debug("delivery_retrying", delivery_id=delivery.id, event_id=delivery.event_id,
+                      channel=channel.name, attempt=number, http_status=result.status)
             return
         committed.add_done_callback(lambda f: self._settled(f, delivery.id))
         if state is DeliveryState.DEAD:
             log.warning("delivery_dead", delivery_id=delivery.id, event_id=delivery.event_id,
-                        channel=channel.name, attempts=number, error=result.error)
+                        channel=channel.name, attempts=number, http_status=result.status)
             await self._fallback(channel, job)
 
     def _settled(self, future: asyncio.Future[None], delivery_id: int) -> None:

@@ -87,9 +87,13 @@ class Reader:
             "ORDER BY d.severity DESC, d.next_attempt_at, d.id LIMIT ?", (now, limit))
         return [delivery_from_row(r) for r in rows]
 
-    async def next_due_at(self) -> float | None:
-        rows = await self._all("SELECT min(next_attempt_at) FROM deliveries WHERE state IN ('pending', 'retrying')")
-        return rows[0][0] if rows and rows[0][0] is not None else None
+    async def upcoming_deliveries(self, now: float, limit: int) -> list[Delivery]:
+        """Open work not yet due (retries waiting out their backoff), soonest first."""
+        rows = await self._all(
+            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d "
+            "WHERE d.state IN ('pending', 'retrying') AND d.next_attempt_at > ? "
+            "ORDER BY d.next_attempt_at, d.id LIMIT ?", (now, limit))
+        return [delivery_from_row(r) for r in rows]
 
     async def open_counts(self, now: float) -> dict[str, int]:
         rows = await self._all(
