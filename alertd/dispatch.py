@@ -50,7 +50,7 @@ class Lane:
         self.in_flight = 0
         self.wake = asyncio.Event()
         self.workers: list[asyncio.Task[None]] = []
-        rate = channel.config.rate
+        rate = channel.rate
         self.bucket = TokenBucket(parse_rate(rate), burst=max(1.0, parse_rate(rate))) if rate else None
 
     def push(self, job: Job) -> None:
@@ -213,7 +213,7 @@ class Dispatcher:
         self.release(delivery_id)
 
     async def _send(self, channel: BaseChannel, job: Job, number: int) -> AttemptResult:
-        message = render(job.event, job.delivery.id, number, self.public_url)
+        message = render(job.event, job.delivery.id, number, self.public_url, channel.template)
         try:
             outcome = await channel.send(message)
         except RetryableError as exc:

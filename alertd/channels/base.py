@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from yarl import URL
 
 from alertd.durations import parse_duration
 from alertd.model import Message
 from alertd.netguard import BlockedTarget, NetPolicy, redact_url, validate_url
+from alertd.render import MessageTemplate, compile_template
 from alertd.retry import parse_retry_after
 
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -58,6 +59,20 @@ class HttpReply:
     headers: Mapping[str, str]
 
 
+class TemplateConfig(BaseModel):
+    """Operator templates (Jinja2, sandboxed) for the message title and body. Variables: `event.id`,
+    `event.name`, `event.severity`, `event.payload`, `event.created_at`, `link`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    title: str | None = None
+    body: str | None = None
+
+    @model_validator(mode="after")
+    def _compiles(self) -> TemplateConfig:
+        compile_template(self.title, self.body)
+        return self
+
+
 class ChannelConfig(BaseModel):
     """Keys every channel accepts; each type extends it with its own."""
 
@@ -70,6 +85,7 @@ class ChannelConfig(BaseModel):
     rate: str | None = None  # "N/s", "N/m", "N/h": the most this channel sends; None = no limit
     max_attempts: int | None = Field(default=None, ge=1, le=100)
     fallback: str | None = None
+    template: TemplateConfig | None = None
 
     @field_validator("timeout", mode="before")
     @classmethod
@@ -135,10 +151,13 @@ async def _read_prefix(response: aiohttp.ClientResponse, limit: int) -> bytes:
 class BaseChannel(ABC):
     type_name: ClassVar[str]
     config_model: ClassVar[type[ChannelConfig]] = ChannelConfig
+    default_rate: ClassVar[str | None] = None  # the vendor's documented limit; `rate` overrides it
 
     def __init__(self, config: ChannelConfig, http: HttpSender) -> None:
         self.config = config
         self.http = http
+        self.template: MessageTemplate | None = (
+            compile_template(config.template.title, config.template.body) if config.template else None)
         self._secrets = [v for v in _secret_values(config) if len(v) >= 4]
         self._urls = [v for v in (getattr(config, f) for f in type(config).model_fields)
                       if isinstance(v, str) and v.startswith(("http://", "https://"))]
@@ -150,6 +169,10 @@ class BaseChannel(ABC):
     @abstractmethod
     async def send(self, message: Message) -> Outcome:
         """Deliver one message. Raise RetryableError or PermanentError; never swallow a failure."""
+
+    @property
+    def rate(self) -> str | None:
+        return self.config.rate or self.default_rate
 
     async def post(self, url: str, *, headers: Mapping[str, str] | None = None, body: bytes | None = None,
                    data: Any = None, auth: aiohttp.BasicAuth | None = None, method: str = "POST") -> HttpReply:

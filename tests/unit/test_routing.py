@@ -55,3 +55,23 @@ def test_route_table_applies_conditions_per_event_while_caching_by_name():
     assert table.channels(prod) == ("pager", "log")
     assert table.channels(dev) == ("log",)
     assert table.channels(prod) == ("pager", "log")
+
+
+def test_templates_render_in_a_sandbox_and_fall_back_on_failure():
+    import pytest
+
+    from alertd.model import Event
+    from alertd.render import compile_template, render, truncate
+
+    event = Event("evt_01J0000000000000000000000A", "pr.run.failed", Severity.ERROR,
+                  {"repo": "web", "summary": "red"}, 0.0)
+    template = compile_template("{{ event.name }} in {{ event.payload.repo }}", "see {{ link }}")
+    message = render(event, 1, 1, "http://h", template)
+    assert message.title == "pr.run.failed in web"
+    assert message.summary == "see http://h/ui/events/evt_01J0000000000000000000000A"
+    hostile = compile_template("{{ ''.__class__.__mro__[1].__subclasses__() }}", None)
+    assert render(event, 1, 1, "http://h", hostile).title == "[ERROR] pr.run.failed"
+    with pytest.raises(ValueError, match="template title"):
+        compile_template("{{ unclosed", None)
+    assert truncate("x" * 100, 20).endswith("… [truncated]") and len(truncate("x" * 100, 20)) == 20
+    assert truncate("short", 20) == "short"
