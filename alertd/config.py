@@ -167,6 +167,27 @@ class RouteDecl(BaseModel):
                      conditions=conditions)
 
 
+class CatalogDecl(BaseModel):
+    """An event name alertd knows: its default severity and what it means."""
+
+    model_config = _STRICT
+    name: str
+    default_severity: str = "info"
+    description: str = Field(default="", max_length=2000)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if "*" in value or not valid_pattern(value):
+            raise ValueError(f"{value[:60]!r} is not an event name")
+        return value
+
+    @field_validator("default_severity")
+    @classmethod
+    def _severity(cls, value: str) -> str:
+        return Severity.parse(value).label
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ALERTD_", env_nested_delimiter="__", extra="forbid",
                                       case_sensitive=False)
@@ -181,6 +202,7 @@ class Settings(BaseSettings):
     keys: list[KeyDecl] = Field(default_factory=list)
     channels: list[dict[str, Any]] = Field(default_factory=list)
     routes: list[RouteDecl] = Field(default_factory=list)
+    events: list[CatalogDecl] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],
@@ -206,32 +228,38 @@ class Config:
     def __init__(self, settings: Settings, source: Path | None = None) -> None:
         self.settings = settings
         self.source = source
-        self.channels: dict[str, ChannelConfig] = _build_channels(settings.channels)
-        self.routes: tuple[Route, ...] = _build_routes(settings.routes, self.channels)
+        self.channels: dict[str, ChannelConfig] = build_channels(settings.channels)
+        self.routes: tuple[Route, ...] = build_routes(settings.routes, self.channels)
+        self.catalog: dict[str, CatalogDecl] = _build_catalog(settings.events)
 
     @property
     def server(self) -> ServerSettings:
         return self.settings.server
 
 
-def _build_channels(declared: list[dict[str, Any]]) -> dict[str, ChannelConfig]:
+def parse_channel(raw: Any, label: str) -> ChannelConfig:
+    """One channel declaration → its type's validated config. Raises ConfigError naming the key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{label}: must be a table")
+    name = raw.get("name")
+    if isinstance(name, str) and "(" not in label:
+        label = f"{label} ({name[:40]})"
+    kind = raw.get("type")
+    channel_class = REGISTRY.get(kind) if isinstance(kind, str) else None
+    if channel_class is None:
+        raise ConfigError(f"{label}.type: unknown channel type {str(kind)[:40]!r}; "
+                          f"known: {', '.join(sorted(REGISTRY))}")
+    try:
+        return channel_class.config_model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, prefix=label)) from None
+
+
+def build_channels(declared: list[dict[str, Any]], labels: list[str] | None = None) -> dict[str, ChannelConfig]:
     channels: dict[str, ChannelConfig] = {}
     for index, raw in enumerate(declared):
-        label = f"channels[{index}]"
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{label}: must be a table")
-        name = raw.get("name")
-        if isinstance(name, str):
-            label = f"channels[{index}] ({name[:40]})"
-        kind = raw.get("type")
-        channel_class = REGISTRY.get(kind) if isinstance(kind, str) else None
-        if channel_class is None:
-            raise ConfigError(f"{label}.type: unknown channel type {str(kind)[:40]!r}; "
-                              f"known: {', '.join(sorted(REGISTRY))}")
-        try:
-            config = channel_class.config_model.model_validate(raw)
-        except ValidationError as exc:
-            raise ConfigError(describe_validation_error(exc, prefix=label)) from None
+        label = labels[index] if labels else f"channels[{index}]"
+        config = parse_channel(raw, label)
         if config.name in channels:
             raise ConfigError(f"{label}.name: duplicate channel name {config.name!r}")
         channels[config.name] = config
@@ -241,11 +269,12 @@ def _build_channels(declared: list[dict[str, Any]]) -> dict[str, ChannelConfig]:
     return channels
 
 
-def _build_routes(declared: list[RouteDecl], channels: dict[str, ChannelConfig]) -> tuple[Route, ...]:
+def build_routes(declared: list[RouteDecl], channels: dict[str, ChannelConfig],
+                 labels: list[str] | None = None) -> tuple[Route, ...]:
     routes = []
     names: set[str] = set()
     for index, decl in enumerate(declared):
-        label = f"routes[{index}] ({decl.name})"
+        label = f"{labels[index] if labels else f'routes[{index}]'} ({decl.name})"
         if decl.name in names:
             raise ConfigError(f"{label}.name: duplicate route name")
         names.add(decl.name)
@@ -257,6 +286,15 @@ def _build_routes(declared: list[RouteDecl], channels: dict[str, ChannelConfig])
         except ValueError as exc:
             raise ConfigError(f"{label}: {exc}") from None
     return sort_routes(routes)
+
+
+def _build_catalog(declared: list[CatalogDecl]) -> dict[str, CatalogDecl]:
+    catalog: dict[str, CatalogDecl] = {}
+    for index, entry in enumerate(declared):
+        if entry.name in catalog:
+            raise ConfigError(f"events[{index}] ({entry.name}).name: duplicate event name")
+        catalog[entry.name] = entry
+    return catalog
 
 
 def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:

@@ -12,11 +12,11 @@ from aiohttp import web
 
 from alertd.api.app import build_app
 from alertd.api.state import Runtime
-from alertd.auth import ApiKey, KeyRing, hash_key
-from alertd.channels import REGISTRY, BaseChannel, HttpSender
+from alertd.channels import HttpSender
 from alertd.config import Config, split_listen
 from alertd.dispatch import Dispatcher
-from alertd.ingest import Ingest, RouteTable
+from alertd.ingest import Ingest
+from alertd.live import Live, build_snapshot
 from alertd.netguard import NetPolicy, make_connector
 from alertd.redact import compile_sensitive
 from alertd.replay import Replayer
@@ -25,20 +25,6 @@ from alertd.store import Store
 
 log = structlog.get_logger("alertd")
 IDEMPOTENCY_PURGE_S = 3600.0
-
-
-def keyring_from(config: Config) -> KeyRing:
-    s = config.settings
-    keys = [ApiKey(k.name, k.role, tuple(k.events),
-                   hash_key(k.key.get_secret_value()) if k.key is not None else (k.key_sha256 or ""))
-            for k in s.keys]
-    if s.admin_key is not None:
-        keys.append(ApiKey("admin", "admin", ("*",), hash_key(s.admin_key.get_secret_value())))
-    return KeyRing(keys)
-
-
-def build_channels(config: Config, http: HttpSender) -> dict[str, BaseChannel]:
-    return {name: REGISTRY[c.type](c, http) for name, c in config.channels.items()}
 
 
 class Daemon:
@@ -59,16 +45,15 @@ class Daemon:
         await self.store.open()
         self.session = aiohttp.ClientSession(connector=make_connector(self.policy, limit=0),
                                              auto_decompress=False)
-        channels = build_channels(self.config, HttpSender(self.session, self.policy))
+        live = Live(await build_snapshot(self.config, self.store), HttpSender(self.session, self.policy))
         retry = RetryPolicy(s.dispatch.max_attempts, s.dispatch.backoff_base, s.dispatch.backoff_cap)
-        dispatcher = Dispatcher(self.store, channels, retry, window=s.dispatch.window,
+        dispatcher = Dispatcher(self.store, live.channels, retry, window=s.dispatch.window,
                                 public_url=s.server.public_url)
-        routes = RouteTable(self.config.routes)
+        live.listeners.append(dispatcher.update_channels)
         self.runtime = Runtime(
             config=self.config, store=self.store, dispatcher=dispatcher,
-            ingest=Ingest(self.store, dispatcher, routes, compile_sensitive(s.redact.keys)),
-            replayer=Replayer(self.store, dispatcher, routes, list(channels)),
-            keyring=keyring_from(self.config), started_at=time.time())
+            ingest=Ingest(self.store, dispatcher, lambda: live.snapshot.routes, compile_sensitive(s.redact.keys)),
+            replayer=Replayer(self.store, dispatcher, live), live=live, started_at=time.time())
         await dispatcher.start()
         self._housekeeping = asyncio.create_task(self._purge_idempotency_hourly(), name="housekeeping")
         self.runner = web.AppRunner(build_app(self.runtime), access_log=None, handle_signals=False,
@@ -78,8 +63,8 @@ class Daemon:
         site = web.TCPSite(self.runner, host, port, backlog=1024, reuse_address=True)
         await site.start()
         self.bound_port = _bound_port(self.runner) or port
-        log.info("listening", host=host, port=self.bound_port, channels=len(channels),
-                 routes=len(self.config.routes), keys=len(self.runtime.keyring))
+        log.info("listening", host=host, port=self.bound_port, channels=len(live.channels),
+                 routes=len(live.snapshot.route_decls), keys=len(live.snapshot.keyring))
 
     async def _purge_idempotency_hourly(self) -> None:
         while True:

@@ -50,8 +50,8 @@ class Lane:
         self.in_flight = 0
         self.wake = asyncio.Event()
         self.workers: list[asyncio.Task[None]] = []
-        rate = channel.rate
-        self.bucket = TokenBucket(parse_rate(rate), burst=max(1.0, parse_rate(rate))) if rate else None
+        self.retired = False
+        self.bucket = _bucket(channel.rate)
 
     def push(self, job: Job) -> None:
         d = job.delivery
@@ -59,8 +59,33 @@ class Lane:
         self.wake.set()
 
     def start(self) -> None:
-        for _ in range(self.channel.config.concurrency):
+        self.workers = [t for t in self.workers if not t.done()]
+        for _ in range(self.channel.config.concurrency - len(self.workers)):
             self.workers.append(asyncio.create_task(self._work(), name=f"lane-{self.channel.name}"))
+
+    def replace(self, channel: BaseChannel) -> None:
+        """A changed config: the next attempts use the new instance; the worker count follows it."""
+        if channel.rate != self.channel.rate:
+            self.bucket = _bucket(channel.rate)
+        self.channel = channel
+        self.start()
+        self.wake.set()  # extra workers notice they are surplus and leave
+
+    def retire(self) -> list[Job]:
+        """The channel is gone: workers leave after their current attempt; queued work is handed back."""
+        self.retired = True
+        jobs = [entry[3] for entry in self.heap]
+        self.heap.clear()
+        self.wake.set()
+        return jobs
+
+    def _surplus(self) -> bool:
+        alive = [t for t in self.workers if not t.done()]
+        if len(alive) > self.channel.config.concurrency:
+            current = asyncio.current_task()
+            self.workers = [t for t in alive if t is not current]
+            return True
+        return False
 
     async def _work(self) -> None:
         while True:
@@ -78,7 +103,7 @@ class Lane:
                 self.dispatcher.idle.set()
 
     async def _next_due(self) -> Job | None:
-        while not self.dispatcher.stopping:
+        while not self.dispatcher.stopping and not self.retired and not self._surplus():
             now = time.time()
             if self.heap and self.heap[0][1] <= now:
                 job = heapq.heappop(self.heap)[3]
@@ -96,6 +121,13 @@ class Lane:
         for entry in self.heap:
             counts[entry[3].delivery.severity] += 1
         return counts
+
+
+def _bucket(rate: str | None) -> TokenBucket | None:
+    if not rate:
+        return None
+    per_second = parse_rate(rate)
+    return TokenBucket(per_second, burst=max(1.0, per_second))
 
 
 class Dispatcher:
@@ -120,6 +152,19 @@ class Dispatcher:
             lane.start()
         await self.refill()
         self._refill_task = asyncio.create_task(self._refill_loop(), name="dispatch-refill")
+
+    def update_channels(self, channels: dict[str, BaseChannel]) -> None:
+        """Reconciles lanes with the channels now in force (after a reload or an API change)."""
+        for name, channel in channels.items():
+            lane = self.lanes.get(name)
+            if lane is None:
+                lane = self.lanes[name] = Lane(channel, self)
+                lane.start()
+            elif lane.channel is not channel:
+                lane.replace(channel)
+        for name in [n for n in self.lanes if n not in channels]:
+            for job in self.lanes.pop(name).retire():
+                self._hold(job)  # no lane now: recorded dead with the reason, replayable later
 
     def offer(self, jobs: Iterable[Job]) -> None:
         """Hot path from ingest: committed deliveries go straight into memory while the window has room."""
@@ -196,7 +241,7 @@ class Dispatcher:
         delivery.last_error = result.error
         committed = self.store.record_attempt(AttemptRecord(attempt, state, next_at))
         if state is DeliveryState.RETRYING:
-            lane.push(job)
+            self._hold(job)  # back into its lane — or, if the channel went away meanwhile, recorded dead
             committed.add_done_callback(_consume)
             # receivers' answers can echo payload values: logs carry the status, the row keeps the text
             log.debug("delivery_retrying", delivery_id=delivery.id, event_id=delivery.event_id,
@@ -235,7 +280,7 @@ class Dispatcher:
         if result.outcome == "delivered":
             return DeliveryState.DELIVERED, now
         max_attempts = channel.config.max_attempts or self.policy.max_attempts
-        if result.retryable and number < max_attempts:
+        if result.retryable and number - delivery.budget_from < max_attempts:
             return DeliveryState.RETRYING, now + self.policy.delay(number, result.retry_after)
         return DeliveryState.DEAD, now
 

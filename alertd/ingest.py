@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +29,9 @@ def invalid(message: str, field: str) -> IngestError:
     return IngestError(400, "invalid_event", message, field)
 
 
-def parse_envelope(raw: Any, where: str = "") -> Envelope:
-    """Validates one envelope. `where` prefixes field names in errors (e.g. "[3]." in a batch)."""
+def parse_envelope(raw: Any, where: str = "", default_severity: Callable[[str], Severity] | None = None) -> Envelope:
+    """Validates one envelope. `where` prefixes field names in errors (e.g. "[3]." in a batch);
+    a missing severity is `default_severity(name)` (the event catalog's), else info."""
     if not isinstance(raw, dict):
         raise invalid("an event must be a JSON object", where.rstrip(".") or "body")
     unknown = raw.keys() - ENVELOPE_FIELDS
@@ -50,7 +51,7 @@ def parse_envelope(raw: Any, where: str = "") -> Envelope:
         raise invalid(f"payload is nested deeper than {MAX_DEPTH} levels", where + "payload")
     severity = raw.get("severity")
     if severity is None:
-        parsed = Severity.INFO
+        parsed = default_severity(name) if default_severity is not None else Severity.INFO
     elif not isinstance(severity, str):
         raise invalid("severity must be a string", where + "severity")
     else:
@@ -123,10 +124,11 @@ class Accepted:
 
 
 class Ingest:
-    def __init__(self, store: Store, dispatcher: Dispatcher, routes: RouteTable, sensitive: SensitiveKeys) -> None:
+    def __init__(self, store: Store, dispatcher: Dispatcher, routes: Callable[[], RouteTable],
+                 sensitive: SensitiveKeys) -> None:
         self.store = store
         self.dispatcher = dispatcher
-        self.routes = routes
+        self.routes = routes  # the table in force, read per request: config swaps take effect at once
         self.sensitive = sensitive
 
     def authorize(self, key: ApiKey, envelopes: Sequence[Envelope]) -> None:
@@ -138,12 +140,13 @@ class Ingest:
     async def accept(self, envelopes: Sequence[Envelope], source: str) -> list[Accepted]:
         """Returns only once every row is committed (the caller answers 202 then)."""
         now = time.time()
+        routes = self.routes()
         items = []
         for envelope in envelopes:
             event = Event(id=new_event_id(now), name=envelope.event, severity=envelope.severity,
                           payload=redact(envelope.payload, self.sensitive), created_at=now, source=source,
                           idempotency_key=envelope.idempotency_key)
-            items.append(NewEvent(event, self.routes.channels(envelope)))
+            items.append(NewEvent(event, routes.channels(envelope)))
         stored = await self.store.insert_events(items)
         accepted = []
         for item, result in zip(items, stored, strict=True):

@@ -91,6 +91,7 @@ class Delivery:
     last_error: str | None = None
     reason: str | None = None
     updated_at: float = 0.0
+    budget_from: int = 0  # attempts made before a dead-letter retry; the attempt budget counts from here
 
 
 @dataclass(frozen=True, slots=True)

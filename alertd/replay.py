@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from alertd.dispatch import Dispatcher, Job
-from alertd.ingest import RouteTable
+from alertd.live import Live
 from alertd.model import Delivery, Envelope, Origin
 from alertd.store import Store
 
@@ -24,11 +24,10 @@ class Replayed:
 
 
 class Replayer:
-    def __init__(self, store: Store, dispatcher: Dispatcher, routes: RouteTable, channels: Sequence[str]) -> None:
+    def __init__(self, store: Store, dispatcher: Dispatcher, live: Live) -> None:
         self.store = store
         self.dispatcher = dispatcher
-        self.routes = routes
-        self.channels = set(channels)
+        self.live = live
 
     async def replay_event(self, event_id: str, channels: Sequence[str] | None = None) -> Replayed:
         """To the given channels, or to whatever the routes match now."""
@@ -36,13 +35,13 @@ class Replayer:
         if event is None:
             raise ReplayError(404, "not_found", f"no event {event_id[:60]!r}")
         if channels is not None:
-            unknown = [c for c in channels if c not in self.channels]
+            unknown = [c for c in channels if c not in self.live.snapshot.channels]
             if unknown:
                 raise ReplayError(400, "unknown_channel", f"no channel named {unknown[0][:60]!r}", "channels")
             targets = list(dict.fromkeys(channels))
         else:
             envelope = Envelope(event.name, event.payload, event.severity)
-            targets = list(self.routes.channels(envelope))
+            targets = list(self.live.snapshot.routes.channels(envelope))
         if not targets:
             return Replayed(event.id, [])
         originals = {d.channel: d.id for d in await self.store.read.deliveries_for_event(event.id)}

@@ -20,7 +20,7 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
     if presented is None:
         return error_response(401, "unauthorized", "missing API key: send x-api-key or Authorization: Bearer",
                               headers={"WWW-Authenticate": "Bearer"})
-    key = request.app[RUNTIME].keyring.lookup(presented)
+    key = request.app[RUNTIME].live.lookup_key(presented)
     if key is None:
         return error_response(401, "unauthorized", "unknown or revoked API key",
                               headers={"WWW-Authenticate": "Bearer"})

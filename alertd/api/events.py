@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -11,6 +12,7 @@ from alertd.api import serialize
 from alertd.api.errors import ApiError, json_response
 from alertd.api.state import RUNTIME
 from alertd.ingest import Envelope, IngestError, parse_envelope
+from alertd.model import Severity
 from alertd.store import StoreUnavailable
 
 RETRY_AFTER = {"Retry-After": "5"}
@@ -22,7 +24,7 @@ async def post_events(request: web.Request) -> web.Response:
         raise ApiError(503, "shutting_down", "alertd is shutting down; retry shortly", headers=RETRY_AFTER)
     data = parse_json(await request.read())
     try:
-        envelopes = parse_batch(data, runtime.config.server.max_batch)
+        envelopes = parse_batch(data, runtime.config.server.max_batch, runtime.live.snapshot.default_severity)
         runtime.ingest.authorize(request["api_key"], envelopes)
         accepted = await runtime.ingest.accept(envelopes, request["api_key"].name)
     except IngestError as exc:
@@ -45,11 +47,11 @@ def parse_json(body: bytes) -> Any:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {str(exc)[:120]}", "body") from None
 
 
-def parse_batch(data: Any, max_batch: int) -> list[Envelope]:
+def parse_batch(data: Any, max_batch: int, default_severity: Callable[[str], Severity] | None = None) -> list[Envelope]:
     if isinstance(data, list):
         if not data:
             raise IngestError(400, "invalid_event", "an empty batch has nothing to accept", "body")
         if len(data) > max_batch:
             raise IngestError(413, "too_large", f"a batch holds at most {max_batch} events", "body")
-        return [parse_envelope(item, f"[{i}].") for i, item in enumerate(data)]
-    return [parse_envelope(data)]
+        return [parse_envelope(item, f"[{i}].", default_severity) for i, item in enumerate(data)]
+    return [parse_envelope(data, "", default_severity)]

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from alertd.auth import KeyRing
 from alertd.config import Config
 from alertd.dispatch import Dispatcher
 from alertd.ingest import Ingest
+from alertd.live import Live
 from alertd.replay import Replayer
 from alertd.store import Store
 
@@ -21,7 +21,7 @@ class Runtime:
     dispatcher: Dispatcher
     ingest: Ingest
     replayer: Replayer
-    keyring: KeyRing
+    live: Live
     accepting: bool = True
     started_at: float = field(default=0.0)
 

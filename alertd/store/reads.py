@@ -14,7 +14,7 @@ import orjson
 from alertd.model import Attempt, Delivery, DeliveryState, Event, Origin, Severity, event_id_bound
 
 _DELIVERY_COLUMNS = ("d.id, d.event_id, d.channel, d.severity, d.state, d.attempts, d.next_attempt_at, "
-                     "d.created_at, d.origin, d.replay_of, d.last_error, d.reason, d.updated_at")
+                     "d.created_at, d.origin, d.replay_of, d.last_error, d.reason, d.updated_at, d.budget_from")
 _EVENT_COLUMNS = "id, name, severity, payload, created_at, source, idempotency_key"
 
 
@@ -22,7 +22,7 @@ def delivery_from_row(row: Sequence[Any]) -> Delivery:
     return Delivery(id=row[0], event_id=row[1], channel=row[2], severity=Severity(row[3]),
                     state=DeliveryState(row[4]), attempts=row[5], next_attempt_at=row[6], created_at=row[7],
                     origin=Origin(row[8]), replay_of=row[9], last_error=row[10], reason=row[11],
-                    updated_at=row[12])
+                    updated_at=row[12], budget_from=row[13])
 
 
 def event_from_row(row: Sequence[Any]) -> Event:
@@ -173,4 +173,47 @@ class Reader:
             sql, params = sql + " AND d.id < ?", [*params, f.cursor]
         sql += " ORDER BY d.id DESC LIMIT ?"
         rows = await self._all(sql, [*params, f.limit])
-        return [(delivery_from_row(r), r[13]) for r in rows]
+        return [(delivery_from_row(r), r[14]) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedRow:
+    name: str
+    config: dict[str, Any]
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    name: str
+    prefix: str
+    sha256: str
+    role: str
+    events: tuple[str, ...]
+    created_at: float
+    last_used_at: float | None
+    revoked_at: float | None
+
+
+async def api_channels(reader: Reader) -> list[ManagedRow]:
+    rows = await reader._all("SELECT name, config, created_at, updated_at FROM channels "
+                             "WHERE deleted_at IS NULL ORDER BY created_at, name")
+    return [ManagedRow(r[0], orjson.loads(r[1]), r[2], r[3]) for r in rows]
+
+
+async def api_routes(reader: Reader) -> list[ManagedRow]:
+    rows = await reader._all("SELECT name, config, created_at, updated_at FROM routes ORDER BY created_at, name")
+    return [ManagedRow(r[0], orjson.loads(r[1]), r[2], r[3]) for r in rows]
+
+
+async def api_keys(reader: Reader) -> list[KeyRow]:
+    rows = await reader._all("SELECT name, prefix, sha256, role, events, created_at, last_used_at, revoked_at "
+                             "FROM keys ORDER BY created_at, name")
+    return [KeyRow(r[0], r[1], r[2], r[3], tuple(orjson.loads(r[4])), r[5], r[6], r[7]) for r in rows]
+
+
+async def event_counts_since(reader: Reader, since: float) -> dict[str, int]:
+    rows = await reader._all("SELECT name, count(*) FROM events WHERE id >= ? GROUP BY name",
+                             (event_id_bound(since),))
+    return {r[0]: r[1] for r in rows}
