@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from functools import partial
 
 import aiohttp
 import structlog
 from aiohttp import web
 
 from alertd.api.app import build_app
+from alertd.api.manage import reload_from_file
 from alertd.api.state import Runtime
+from alertd.changes import Changes
 from alertd.channels import HttpSender
-from alertd.config import Config, split_listen
+from alertd.config import Config, ConfigError, split_listen
 from alertd.dispatch import Dispatcher
 from alertd.ingest import Ingest
 from alertd.live import Live, build_snapshot
@@ -21,10 +24,11 @@ from alertd.netguard import NetPolicy, make_connector
 from alertd.redact import compile_sensitive
 from alertd.replay import Replayer
 from alertd.retry import RetryPolicy
-from alertd.store import Store
+from alertd.store import Store, admin_ops
 
 log = structlog.get_logger("alertd")
 IDEMPOTENCY_PURGE_S = 3600.0
+KEY_FLUSH_S = 60.0
 
 
 class Daemon:
@@ -53,9 +57,10 @@ class Daemon:
         self.runtime = Runtime(
             config=self.config, store=self.store, dispatcher=dispatcher,
             ingest=Ingest(self.store, dispatcher, lambda: live.snapshot.routes, compile_sensitive(s.redact.keys)),
-            replayer=Replayer(self.store, dispatcher, live), live=live, started_at=time.time())
+            replayer=Replayer(self.store, dispatcher, live), live=live, changes=Changes(live, self.store),
+            started_at=time.time())
         await dispatcher.start()
-        self._housekeeping = asyncio.create_task(self._purge_idempotency_hourly(), name="housekeeping")
+        self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
         self.runner = web.AppRunner(build_app(self.runtime), access_log=None, handle_signals=False,
                                     shutdown_timeout=2.0)
         await self.runner.setup()
@@ -66,15 +71,33 @@ class Daemon:
         log.info("listening", host=host, port=self.bound_port, channels=len(live.channels),
                  routes=len(live.snapshot.route_decls), keys=len(live.snapshot.keyring))
 
-    async def _purge_idempotency_hourly(self) -> None:
+    async def _housekeep(self) -> None:
+        """Every minute: remember when API keys were last used; every hour: drop expired idempotency keys."""
+        last_purge = 0.0
         while True:
+            await asyncio.sleep(KEY_FLUSH_S)
             try:
-                removed = await self.store.purge_idempotency()
-                if removed:
-                    log.info("idempotency_keys_purged", count=removed)
+                assert self.runtime is not None
+                used = dict(self.runtime.live.key_last_used)
+                if used:
+                    await self.store.writer.submit(partial(admin_ops.touch_keys, last_used=used))
+                if time.time() - last_purge >= IDEMPOTENCY_PURGE_S:
+                    last_purge = time.time()
+                    removed = await self.store.purge_idempotency()
+                    if removed:
+                        log.info("idempotency_keys_purged", count=removed)
             except Exception:
                 log.exception("housekeeping_failed")
-            await asyncio.sleep(IDEMPOTENCY_PURGE_S)
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read the TOML; a broken file is rejected whole and the running config kept."""
+        assert self.runtime is not None
+        try:
+            await reload_from_file(self.runtime)
+        except ConfigError as exc:
+            log.error("reload_rejected", error=str(exc))
+        except Exception:
+            log.exception("reload_failed")
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -83,6 +106,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
         await self.start()
         await self._stop.wait()
         await self.stop()

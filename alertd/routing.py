@@ -69,3 +69,29 @@ def channels_for(routes: Sequence[Route]) -> list[str]:
         for channel in route.channels:
             seen.setdefault(channel, None)
     return list(seen)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteVerdict:
+    route: Route
+    matched: bool
+    reasons: tuple[str, ...]  # why it did not match; empty when it did
+    conditions: tuple[Any, ...] = ()  # ConditionResult per condition, when the route has any
+
+
+def explain_route(route: Route, name: str, severity: Severity, target: dict[str, Any]) -> RouteVerdict:
+    """Why a route does or does not take an event: the pattern, the severity floor, each condition."""
+    reasons = []
+    if not pattern_matches(route.match, name):
+        reasons.append(f"event {name!r} does not match {route.match!r}")
+    if severity < route.min_severity:
+        reasons.append(f"severity {severity.label} is below the floor {route.min_severity.label}")
+    results: tuple[Any, ...] = ()
+    if route.conditions is not None:
+        results = tuple(route.conditions.explain(target))
+        if not route.conditions.matches(target):
+            failed = [r for r in results if not r.passed]
+            reasons.extend(f"{r.index}: {r.reason}" for r in failed[:10])
+            if not failed:
+                reasons.append("no group of `any` holds")
+    return RouteVerdict(route, not reasons, tuple(reasons), results)

@@ -50,10 +50,13 @@ def _read_secret_file(path: Path) -> str:
 Secret = Annotated[SecretStr, BeforeValidator(resolve_secret_ref)]
 
 
+# Vendor prefixes say what kind of secret it is and nothing about its value, so they may be shown.
+KNOWN_PREFIXES = ("whsec_", "alertd_", "xoxb-", "xoxp-", "SG.", "re_", "sk_", "AC")
+
+
 def mask(value: str | None) -> str | None:
-    """How a secret is shown: enough to recognise which one, never enough to use."""
+    """How a secret is shown: which kind it is, never any of its own characters."""
     if not value:
         return value
-    if len(value) <= 8:
-        return "****"
-    return value[:4] + "…" + "****"
+    prefix = next((p for p in KNOWN_PREFIXES if value.startswith(p) and len(value) > len(p) + 8), "")
+    return prefix + "****"

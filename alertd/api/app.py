@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from alertd.api import admin, events, health
+from alertd.api import admin, events, health, manage
 from alertd.api.auth import auth_middleware
 from alertd.api.errors import error_middleware
 from alertd.api.state import MAX_BODY, RUNTIME, Runtime
@@ -24,4 +24,23 @@ def build_app(runtime: Runtime) -> web.Application:
     app.router.add_post("/v1/admin/events/{id}/replay", admin.replay_event)
     app.router.add_get("/v1/admin/deliveries", admin.list_deliveries)
     app.router.add_post("/v1/admin/deliveries/replay", admin.replay_deliveries)
+    app.router.add_get("/v1/admin/dlq", manage.list_dead)
+    app.router.add_post("/v1/admin/dlq/retry", manage.retry_dead)
+    app.router.add_get("/v1/admin/channels", manage.list_channels)
+    app.router.add_post("/v1/admin/channels", manage.create_channel)
+    app.router.add_get("/v1/admin/channels/{name}", manage.get_channel)
+    app.router.add_patch("/v1/admin/channels/{name}", manage.patch_channel)
+    app.router.add_delete("/v1/admin/channels/{name}", manage.delete_channel)
+    app.router.add_post("/v1/admin/channels/{name}/test", manage.test_channel)
+    app.router.add_get("/v1/admin/routes", manage.list_routes)
+    app.router.add_post("/v1/admin/routes", manage.create_route)
+    app.router.add_post("/v1/admin/routes/test", manage.test_routes)
+    app.router.add_get("/v1/admin/routes/{name}", manage.get_route)
+    app.router.add_patch("/v1/admin/routes/{name}", manage.patch_route)
+    app.router.add_delete("/v1/admin/routes/{name}", manage.delete_route)
+    app.router.add_get("/v1/admin/keys", manage.list_keys)
+    app.router.add_post("/v1/admin/keys", manage.create_key)
+    app.router.add_delete("/v1/admin/keys/{name}", manage.revoke_key)
+    app.router.add_get("/v1/admin/catalog", manage.catalog)
+    app.router.add_post("/v1/admin/reload", manage.reload_config)
     return app

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
-
-from multidict import MultiMapping
 
 from alertd.api.errors import ApiError
 from alertd.durations import parse_instant
@@ -19,7 +18,7 @@ def bad(field: str, message: str) -> ApiError:
     return ApiError(400, "invalid_parameter", message, field)
 
 
-def limit(query: MultiMapping[str], default: int = 50) -> int:
+def limit(query: Mapping[str, str], default: int = 50) -> int:
     raw = query.get("limit")
     if raw is None:
         return default
@@ -28,7 +27,7 @@ def limit(query: MultiMapping[str], default: int = 50) -> int:
     return int(raw)
 
 
-def instant(query: MultiMapping[str], name: str) -> float | None:
+def instant(query: Mapping[str, str], name: str) -> float | None:
     raw = query.get(name)
     if raw is None:
         return None
@@ -38,7 +37,7 @@ def instant(query: MultiMapping[str], name: str) -> float | None:
         raise bad(name, str(exc)) from None
 
 
-def severity(query: MultiMapping[str], name: str) -> Severity | None:
+def severity(query: Mapping[str, str], name: str) -> Severity | None:
     raw = query.get(name)
     if raw is None:
         return None
@@ -48,7 +47,7 @@ def severity(query: MultiMapping[str], name: str) -> Severity | None:
         raise bad(name, str(exc)) from None
 
 
-def state(query: MultiMapping[str]) -> DeliveryState | None:
+def state(query: Mapping[str, str]) -> DeliveryState | None:
     raw = query.get("state")
     if raw is None:
         return None
@@ -58,7 +57,7 @@ def state(query: MultiMapping[str]) -> DeliveryState | None:
         raise bad("state", "state must be one of " + ", ".join(s.value for s in DeliveryState)) from None
 
 
-def pattern(query: MultiMapping[str], name: str = "event") -> str | None:
+def pattern(query: Mapping[str, str], name: str = "event") -> str | None:
     raw = query.get(name)
     if raw is None:
         return None
@@ -67,7 +66,7 @@ def pattern(query: MultiMapping[str], name: str = "event") -> str | None:
     return raw
 
 
-def int_cursor(query: MultiMapping[str]) -> int | None:
+def int_cursor(query: Mapping[str, str]) -> int | None:
     raw = query.get("cursor")
     if raw is None:
         return None
@@ -76,7 +75,7 @@ def int_cursor(query: MultiMapping[str]) -> int | None:
     return int(raw)
 
 
-def event_cursor(query: MultiMapping[str]) -> str | None:
+def event_cursor(query: Mapping[str, str]) -> str | None:
     raw = query.get("cursor")
     if raw is None:
         return None

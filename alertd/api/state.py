@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from alertd.changes import Changes
 from alertd.config import Config
 from alertd.dispatch import Dispatcher
 from alertd.ingest import Ingest
@@ -22,6 +23,7 @@ class Runtime:
     ingest: Ingest
     replayer: Replayer
     live: Live
+    changes: Changes
     accepting: bool = True
     started_at: float = field(default=0.0)
 

@@ -1,0 +1,52 @@
+"""POST /v1/hooks/alertmanager and POST /v1/hooks/{name}: other producers' payloads, mapped to events,
+then accepted exactly like a /v1/events batch (same keys, limits, errors, 202/200)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from alertd.adapters import alertmanager
+from alertd.api import serialize
+from alertd.api.errors import ApiError, json_response
+from alertd.api.events import RETRY_AFTER, parse_json
+from alertd.api.state import RUNTIME
+from alertd.ingest import IngestError
+from alertd.model import Envelope
+from alertd.store import StoreUnavailable
+
+Mapper = Callable[[Any, int], list[Envelope]]
+
+
+async def post_alertmanager(request: web.Request) -> web.Response:
+    return await _ingest(request, alertmanager.to_envelopes)
+
+
+async def post_hook(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    hooks = getattr(request.app[RUNTIME], "hooks", {})
+    hook = hooks.get(name)
+    if hook is None:
+        raise ApiError(404, "not_found", f"no hook named {name[:64]!r}: declare it as [[hooks]] in the config")
+    return await _ingest(request, hook.to_envelopes)
+
+
+async def _ingest(request: web.Request, to_envelopes: Mapper) -> web.Response:
+    runtime = request.app[RUNTIME]
+    if not runtime.accepting:
+        raise ApiError(503, "shutting_down", "alertd is shutting down; retry shortly", headers=RETRY_AFTER)
+    data = parse_json(await request.read())
+    key = request["api_key"]
+    try:
+        envelopes = to_envelopes(data, runtime.config.server.max_batch)
+        runtime.ingest.authorize(key, envelopes)
+        accepted = await runtime.ingest.accept(envelopes, key.name)
+    except IngestError as exc:
+        raise ApiError(exc.status, exc.code, exc.message, exc.field) from None
+    except StoreUnavailable:
+        raise ApiError(503, "store_unavailable", "the store cannot commit right now; nothing was accepted",
+                       headers=RETRY_AFTER) from None
+    status = 200 if all(a.duplicate for a in accepted) else 202
+    return json_response({"events": [serialize.accepted(a) for a in accepted]}, status=status)
