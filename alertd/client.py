@@ -29,11 +29,11 @@ class AdminClient:
             await self._session.close()
 
     async def call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
-                   body: Any = None) -> Any:
+                   body: Any = None, headers: dict[str, str] | None = None) -> Any:
         assert self._session is not None
         query = {k: str(v) for k, v in (params or {}).items() if v is not None}
         data = orjson.dumps(body) if body is not None else None
-        headers = {"content-type": "application/json"} if data is not None else None
+        headers = {**(headers or {}), **({"content-type": "application/json"} if data is not None else {})}
         try:
             async with self._session.request(method, self.url + path, params=query, data=data,
                                              headers=headers) as response:

@@ -71,3 +71,36 @@ def test_the_receiver_checks_both_signature_schemes():
     assert signature_verdict(None, headers, body, now) == "unchecked"
     assert signature_verdict(SECRET, {}, body, now) == "MISSING"
     assert signature_verdict("e11-secret", e11_headers("e11-secret", body), body, now) == "valid (e11)"
+
+
+@pytest.mark.parametrize("noun", ["events", "deliveries", "dlq", "channels", "routes", "keys"])
+def test_a_noun_without_a_verb_shows_its_verbs_and_exits_2(noun, capsys):
+    assert main([noun]) == 2
+    assert "VERB" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["emit", "x.y", "--payload", "{not json"],
+    ["emit", "x.y", "--payload", "[1, 2]"],
+    ["emit", "x.y", "--payload", "@/nonexistent/file.json"],
+    ["routes", "test", "x.y", "--payload", "nope"],
+    ["keys", "revoke", "ci"],
+    ["dlq", "retry"],
+    ["dlq", "retry", "1", "--channel", "x"],
+    ["events", "list", "--limit", "0"],
+    ["deliveries", "list", "--since", "last tuesday"],
+])
+def test_bad_management_input_is_one_line_and_non_zero(argv, capsys):
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("alertd: ") and err.count("\n") == 1
+
+
+def test_backup_refuses_to_overwrite_and_names_a_missing_database(tmp_path, capsys):
+    config = tmp_path / "a.toml"
+    config.write_text(f'[storage]\npath = "{tmp_path / "missing.db"}"\n')
+    (tmp_path / "exists.db").write_text("x")
+    assert main(["backup", str(tmp_path / "exists.db"), "--config", str(config)]) == 1
+    assert "pass --force" in capsys.readouterr().err
+    assert main(["backup", str(tmp_path / "out.db"), "--config", str(config)]) == 1
+    assert "no such database" in capsys.readouterr().err

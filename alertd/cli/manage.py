@@ -1,0 +1,214 @@
+"""Changing what is in force, through the admin API: channels, routes, keys, reload; and `emit`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from alertd.cli.history import remote
+from alertd.cli.output import CliError, add_remote_args, emit_json, subparser, table, verbs
+from alertd.client import AdminClient
+
+MAX_PAYLOAD_FILE = 1024 * 1024
+
+
+def register(sub: Any) -> None:
+    channels = verbs(subparser(sub, "channels", "channels in force"))
+    _simple(channels, "list", "every channel, with where it is managed", cmd_channels_list)
+    show = _simple(channels, "show", "one channel's config (secrets masked)", cmd_channels_show)
+    show.add_argument("name")
+    test = _simple(channels, "test", "send a synthetic event through one channel now",
+                   cmd_channels_test, "  alertd channels test ops-slack")
+    test.add_argument("name")
+
+    routes = verbs(subparser(sub, "routes", "routes in force"))
+    _simple(routes, "list", "every route in the order they are tried", cmd_routes_list)
+    rtest = _simple(routes, "test", "which routes an event would reach, and why not the others", cmd_routes_test,
+                    "  alertd routes test deploy.done --payload '{\"env\": \"prod\"}' --severity error")
+    _event_args(rtest)
+
+    keys = verbs(subparser(sub, "keys", "API keys"))
+    create = _simple(keys, "create", "make a key; its value is shown once", cmd_keys_create,
+                     "  alertd keys create ci --events 'deploy.*' --events 'build.*'\n"
+                     "  alertd keys create ops-admin --role admin")
+    create.add_argument("name")
+    create.add_argument("--role", choices=["producer", "admin"], default="producer")
+    create.add_argument("--events", action="append", help="event pattern this key may emit (repeatable)")
+    _simple(keys, "list", "keys: name, prefix, scopes, created, last used (never the key)", cmd_keys_list)
+    revoke = _simple(keys, "revoke", "refuse a key from now on", cmd_keys_revoke, "  alertd keys revoke ci --yes")
+    revoke.add_argument("name")
+    revoke.add_argument("--yes", action="store_true", help="confirm")
+
+    reload = subparser(sub, "reload", "re-read the daemon's config file (like SIGHUP); a bad file changes nothing")
+    add_remote_args(reload)
+    reload.set_defaults(run=cmd_reload)
+
+    emit = subparser(sub, "emit", "send one event (a producer's one-liner)",
+                     "  alertd emit pr.run.failed --payload '{\"repo\": \"web\"}' --severity error\n"
+                     "  alertd emit backup.done --payload @result.json --idempotency-key backup-2026-11-23")
+    add_remote_args(emit)
+    _event_args(emit)
+    emit.add_argument("--idempotency-key")
+    emit.set_defaults(run=cmd_emit)
+
+
+def _simple(verbs_: Any, name: str, help_text: str, run: Any, examples: str = "") -> argparse.ArgumentParser:
+    parser = subparser(verbs_, name, help_text, examples)
+    add_remote_args(parser)
+    parser.set_defaults(run=run)
+    return parser
+
+
+def _event_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("event", help="the event name")
+    p.add_argument("--payload", default="{}", help="a JSON object, or @FILE to read one")
+    p.add_argument("--severity", help="info, warning, error or critical")
+
+
+def payload_of(text: str) -> dict[str, Any]:
+    if text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            if path.stat().st_size > MAX_PAYLOAD_FILE:
+                raise CliError(f"--payload {path}: larger than 1 MiB")
+            text = path.read_text()
+        except OSError as exc:
+            raise CliError(f"--payload {path}: {exc.strerror}") from None
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise CliError(f"--payload is not valid JSON: {str(exc)[:80]}") from None
+    if not isinstance(value, dict):
+        raise CliError("--payload must be a JSON object")
+    return value
+
+
+def envelope_of(args: argparse.Namespace) -> dict[str, Any]:
+    envelope: dict[str, Any] = {"event": args.event, "payload": payload_of(args.payload)}
+    if args.severity:
+        envelope["severity"] = args.severity
+    if getattr(args, "idempotency_key", None):
+        envelope["idempotency_key"] = args.idempotency_key
+    return envelope
+
+
+def cmd_channels_list(args: argparse.Namespace) -> int:
+    async def work(client: AdminClient) -> int:
+        data = await client.call("GET", "/v1/admin/channels")
+        emit_json(data) if args.json else table(None, ["name", "type", "managed"],
+                                                [(c["name"], c["type"], c["managed"]) for c in data["channels"]])
+        return 0
+    return remote(args, work)
+
+
+def cmd_channels_show(args: argparse.Namespace) -> int:
+    async def work(client: AdminClient) -> int:
+        data = await client.call("GET", f"/v1/admin/channels/{args.name}")
+        emit_json(data) if args.json else table(f"{data['name']} ({data['type']}, managed by {data['managed']})",
+                                                ["key", "value"], sorted(data["config"].items()))
+        return 0
+    return remote(args, work)
+
+
+def cmd_channels_test(args: argparse.Namespace) -> int:
+    async def work(client: AdminClient) -> int:
+        data = await client.call("POST", f"/v1/admin/channels/{args.name}/test")
+        if args.json:
+            emit_json(data)
+        elif data["ok"]:
+            print(f"{args.name}: delivered (HTTP {data['status']}) in {data['latency_ms']} ms")
+        else:
+            kind = "retryable" if data["retryable"] else "permanent"
+            print(f"{args.name}: failed ({kind}) in {data['latency_ms']} ms: {data['error']}")
+        return 0 if data["ok"] else 1
+    return remote(args, work)
+
+
+def cmd_routes_list(args: argparse.Namespace) -> int:
+    async def work(client: AdminClient) -> int:
+        data = await client.call("GET", "/v1/admin/routes")
+        rows = [(r["priority"], r["name"], r["match"], r["min_severity"], ", ".join(r["channels"]),
+                 "yes" if r.get("when") or r.get("any") else "", r["managed"]) for r in data["routes"]]
+        emit_json(data) if args.json else table(
+            None, ["priority", "name", "match", "min severity", "channels", "conditions", "managed"], rows)
+        return 0
+    return remote(args, work)
+
+
+def cmd_routes_test(args: argparse.Namespace) -> int:
+    envelope = envelope_of(args)
+
+    async def work(client: AdminClient) -> int:
+        data = await client.call("POST", "/v1/admin/routes/test", body=envelope)
+        if args.json:
+            emit_json(data)
+            return 0
+        print(f"{data['event']} ({data['severity']}) → {', '.join(data['channels']) or 'no channel'}")
+        table(None, ["route", "matched", "why not"],
+              [(r["name"], "yes" if r["matched"] else "no", "; ".join(r["reasons"])) for r in data["routes"]])
+        return 0
+    return remote(args, work)
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    async def work(client: AdminClient) -> int:
+        data = await client.call("POST", "/v1/admin/keys", body={
+            "name": args.name, "role": args.role, "events": args.events or ["*"]})
+        if args.json:
+            emit_json(data)
+        else:
+            print(data["key"])
+            print(f"key {data['name']!r} ({data['role']}, events {', '.join(data['events'])}): shown only now",
+                  file=sys.stderr)
+        return 0
+    return remote(args, work)
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    async def work(client: AdminClient) -> int:
+        data = await client.call("GET", "/v1/admin/keys")
+        rows = [(k["name"], k["role"], k["prefix"], ", ".join(k["events"]), k["managed"], k["created_at"],
+                 k["last_used_at"], k["revoked_at"]) for k in data["keys"]]
+        emit_json(data) if args.json else table(
+            None, ["name", "role", "prefix", "events", "managed", "created", "last used", "revoked"], rows)
+        return 0
+    return remote(args, work)
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    if not args.yes:
+        raise CliError(f"revoking {args.name!r} refuses it at once everywhere; pass --yes to confirm")
+
+    async def work(client: AdminClient) -> int:
+        data = await client.call("DELETE", f"/v1/admin/keys/{args.name}", headers={"X-Confirm-Destructive": "true"})
+        emit_json(data) if args.json else print(f"revoked {args.name}")
+        return 0
+    return remote(args, work)
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    async def work(client: AdminClient) -> int:
+        data = await client.call("POST", "/v1/admin/reload")
+        emit_json(data) if args.json else print(
+            f"reloaded: {data['channels']} channels, {data['routes']} routes, {data['keys']} keys")
+        return 0
+    return remote(args, work)
+
+
+def cmd_emit(args: argparse.Namespace) -> int:
+    envelope = envelope_of(args)
+
+    async def work(client: AdminClient) -> int:
+        data = await client.call("POST", "/v1/events", body=envelope)
+        if args.json:
+            emit_json(data)
+        elif data.get("duplicate"):
+            print(f"{data['id']} (duplicate: already accepted, not sent again)")
+        else:
+            print(f"{data['id']} accepted: {data['deliveries']} deliveries")
+        return 0
+    return remote(args, work)
