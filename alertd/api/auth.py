@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from alertd.api.errors import error_response
-from alertd.api.state import RUNTIME
+from alertd.api.state import API_KEY, RUNTIME
 from alertd.auth import presented_key
 
 
@@ -26,5 +26,5 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
                               headers={"WWW-Authenticate": "Bearer"})
     if path.startswith("/v1/admin/") and not key.is_admin:
         return error_response(403, "forbidden", "this path needs an admin key")
-    request["api_key"] = key
+    request[API_KEY] = key
     return await handler(request)

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from alertd.api import serialize
 from alertd.api.errors import ApiError, json_response
-from alertd.api.state import RUNTIME
+from alertd.api.state import API_KEY, RUNTIME
 from alertd.ingest import Envelope, IngestError, parse_envelope
 from alertd.model import Severity
 from alertd.store import StoreUnavailable
@@ -25,8 +25,8 @@ async def post_events(request: web.Request) -> web.Response:
     data = parse_json(await request.read())
     try:
         envelopes = parse_batch(data, runtime.config.server.max_batch, runtime.live.snapshot.default_severity)
-        runtime.ingest.authorize(request["api_key"], envelopes)
-        accepted = await runtime.ingest.accept(envelopes, request["api_key"].name)
+        runtime.ingest.authorize(request[API_KEY], envelopes)
+        accepted = await runtime.ingest.accept(envelopes, request[API_KEY].name)
     except IngestError as exc:
         raise ApiError(exc.status, exc.code, exc.message, exc.field) from None
     except StoreUnavailable:

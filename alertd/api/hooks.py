@@ -9,19 +9,21 @@ from typing import Any
 from aiohttp import web
 
 from alertd.adapters import alertmanager
+from alertd.adapters.hooks import DefaultSeverity
 from alertd.api import serialize
 from alertd.api.errors import ApiError, json_response
 from alertd.api.events import RETRY_AFTER, parse_json
-from alertd.api.state import RUNTIME
+from alertd.api.state import API_KEY, RUNTIME
 from alertd.ingest import IngestError
 from alertd.model import Envelope
 from alertd.store import StoreUnavailable
 
-Mapper = Callable[[Any, int], list[Envelope]]
+Mapper = Callable[[Any, int, DefaultSeverity], list[Envelope]]
 
 
 async def post_alertmanager(request: web.Request) -> web.Response:
-    return await _ingest(request, alertmanager.to_envelopes)
+    # Every alert gets a severity (unknown labels → warning), so the catalog default never applies.
+    return await _ingest(request, lambda data, max_batch, _default: alertmanager.to_envelopes(data, max_batch))
 
 
 async def post_hook(request: web.Request) -> web.Response:
@@ -38,9 +40,9 @@ async def _ingest(request: web.Request, to_envelopes: Mapper) -> web.Response:
     if not runtime.accepting:
         raise ApiError(503, "shutting_down", "alertd is shutting down; retry shortly", headers=RETRY_AFTER)
     data = parse_json(await request.read())
-    key = request["api_key"]
+    key = request[API_KEY]
     try:
-        envelopes = to_envelopes(data, runtime.config.server.max_batch)
+        envelopes = to_envelopes(data, runtime.config.server.max_batch, runtime.live.snapshot.default_severity)
         runtime.ingest.authorize(key, envelopes)
         accepted = await runtime.ingest.accept(envelopes, key.name)
     except IngestError as exc:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from alertd.auth import ApiKey
 from alertd.changes import Changes
 from alertd.config import Config
 from alertd.dispatch import Dispatcher
@@ -30,3 +31,4 @@ class Runtime:
 
 RUNTIME = web.AppKey("runtime", Runtime)
 MAX_BODY = web.AppKey("max_body_bytes", int)
+API_KEY = web.RequestKey("api_key", ApiKey)
