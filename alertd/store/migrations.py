@@ -83,6 +83,108 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE deliveries ADD COLUMN budget_from INTEGER NOT NULL DEFAULT 0;
     """,
+    # 3: the scheduler — checks and their pings, one-shot expectations, storm control (silences, dedup
+    # windows), incidents with escalation, approval requests, single-use link tokens, the audit trail
+    """
+    CREATE TABLE checks (
+        name TEXT PRIMARY KEY,
+        managed TEXT NOT NULL,
+        config TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'new',
+        last_ping_at REAL,
+        last_start_at REAL,
+        deadline_at REAL,
+        runtime_deadline_at REAL,
+        fail_streak INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE pings (
+        id INTEGER PRIMARY KEY,
+        check_name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        exit_status INTEGER,
+        received_at REAL NOT NULL,
+        source TEXT NOT NULL DEFAULT '',
+        body TEXT
+    );
+    CREATE INDEX pings_check ON pings(check_name, id);
+    CREATE TABLE expectations (
+        key TEXT PRIMARY KEY,
+        grp TEXT,
+        deadline_at REAL NOT NULL,
+        severity INTEGER NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL,
+        source TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        resolved_at REAL
+    );
+    CREATE INDEX expectations_waiting ON expectations(deadline_at) WHERE state = 'waiting';
+    CREATE TABLE outcome_groups (
+        grp TEXT PRIMARY KEY,
+        fail_streak INTEGER NOT NULL DEFAULT 0,
+        updated_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE silences (
+        id INTEGER PRIMARY KEY,
+        managed TEXT NOT NULL,
+        matchers TEXT NOT NULL,
+        starts_at REAL NOT NULL,
+        ends_at REAL NOT NULL,
+        creator TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expired_at REAL
+    );
+    CREATE TABLE dedup (
+        route TEXT NOT NULL,
+        key TEXT NOT NULL,
+        delivery_id INTEGER NOT NULL,
+        until REAL NOT NULL,
+        PRIMARY KEY (route, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        route TEXT NOT NULL,
+        state TEXT NOT NULL,
+        opened_at REAL NOT NULL,
+        step INTEGER NOT NULL DEFAULT 0,
+        next_step_at REAL,
+        acked_at REAL,
+        acked_by TEXT
+    );
+    CREATE INDEX incidents_due ON incidents(next_step_at) WHERE state = 'open';
+    CREATE TABLE action_requests (
+        id INTEGER PRIMARY KEY,
+        incident_id INTEGER,
+        event_id TEXT NOT NULL,
+        action TEXT NOT NULL,
+        label TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        decided_at REAL,
+        decided_by TEXT
+    );
+    CREATE TABLE used_tokens (
+        jti TEXT PRIMARY KEY,
+        used_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        what TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX audit_at ON audit(at);
+    CREATE TABLE kv (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 LATEST = len(MIGRATIONS)
