@@ -18,6 +18,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from alertd.adapters.hooks import CompiledHook, HookDecl, compile_hooks
 from alertd.channels import REGISTRY, ChannelConfig
 from alertd.conditions import ConditionError, parse_conditions
 from alertd.durations import parse_duration
@@ -203,6 +204,7 @@ class Settings(BaseSettings):
     channels: list[dict[str, Any]] = Field(default_factory=list)
     routes: list[RouteDecl] = Field(default_factory=list)
     events: list[CatalogDecl] = Field(default_factory=list)
+    hooks: list[HookDecl] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],
@@ -231,6 +233,7 @@ class Config:
         self.channels: dict[str, ChannelConfig] = build_channels(settings.channels)
         self.routes: tuple[Route, ...] = build_routes(settings.routes, self.channels)
         self.catalog: dict[str, CatalogDecl] = _build_catalog(settings.events)
+        self.hooks: dict[str, CompiledHook] = _build_hooks(settings.hooks)
 
     @property
     def server(self) -> ServerSettings:
@@ -295,6 +298,13 @@ def _build_catalog(declared: list[CatalogDecl]) -> dict[str, CatalogDecl]:
             raise ConfigError(f"events[{index}] ({entry.name}).name: duplicate event name")
         catalog[entry.name] = entry
     return catalog
+
+
+def _build_hooks(declared: list[HookDecl]) -> dict[str, CompiledHook]:
+    try:
+        return compile_hooks(declared)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from alertd.api import admin, events, health, manage
+from alertd.api import admin, events, health, hooks, manage
 from alertd.api.auth import auth_middleware
 from alertd.api.errors import error_middleware
 from alertd.api.state import MAX_BODY, RUNTIME, Runtime
@@ -19,6 +19,8 @@ def build_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/health", health.health)
     app.router.add_get("/ready", health.ready)
     app.router.add_post("/v1/events", events.post_events)
+    app.router.add_post("/v1/hooks/alertmanager", hooks.post_alertmanager)
+    app.router.add_post("/v1/hooks/{name}", hooks.post_hook)
     app.router.add_get("/v1/admin/events", admin.list_events)
     app.router.add_get("/v1/admin/events/{id}", admin.get_event)
     app.router.add_post("/v1/admin/events/{id}/replay", admin.replay_event)

@@ -30,7 +30,8 @@ def delivery(d: Delivery, event_name: str | None = None) -> dict[str, Any]:
         "id": d.id, "event_id": d.event_id, "channel": d.channel, "severity": d.severity.label,
         "state": d.state.value, "attempts": d.attempts, "next_attempt_at": iso(d.next_attempt_at) if
         d.state.is_open else None, "created_at": iso(d.created_at), "updated_at": iso(d.updated_at or None),
-        "origin": d.origin.value, "replay_of": d.replay_of, "reason": d.reason, "last_error": d.last_error,
+        "origin": d.origin.value, "replay_of": d.replay_of, "reason": d.reason, "reason_ref": d.reason_ref,
+        "last_error": d.last_error,
     }
     if event_name is not None:
         data["event"] = event_name

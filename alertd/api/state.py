@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from alertd.adapters.hooks import CompiledHook
 from alertd.auth import ApiKey
 from alertd.changes import Changes
 from alertd.config import Config
@@ -27,6 +28,10 @@ class Runtime:
     changes: Changes
     accepting: bool = True
     started_at: float = field(default=0.0)
+
+    @property
+    def hooks(self) -> dict[str, CompiledHook]:
+        return self.live.snapshot.config.hooks  # swapped with the rest on reload
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

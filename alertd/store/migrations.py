@@ -86,6 +86,7 @@ MIGRATIONS: tuple[str, ...] = (
     # 3: the scheduler — checks and their pings, one-shot expectations, storm control (silences, dedup
     # windows), incidents with escalation, approval requests, single-use link tokens, the audit trail
     """
+    ALTER TABLE deliveries ADD COLUMN reason_ref INTEGER;
     CREATE TABLE checks (
         name TEXT PRIMARY KEY,
         managed TEXT NOT NULL,

@@ -51,7 +51,10 @@ def insert_events(conn: sqlite3.Connection, items: Sequence[NewEvent], ids: Deli
     for item in items:
         event = item.event
         if event.idempotency_key is not None:
-            original = _claim_idempotency(conn, event.idempotency_key, event.id, now)
+            # scoped by the producer's key, so one producer can neither suppress another's events
+            # nor learn their ids by guessing idempotency keys
+            scoped = f"{event.source}\x1f{event.idempotency_key}"
+            original = _claim_idempotency(conn, scoped, event.id, now)
             if original is not None:
                 results.append(Stored(original, True, []))
                 continue

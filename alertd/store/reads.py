@@ -14,7 +14,8 @@ import orjson
 from alertd.model import Attempt, Delivery, DeliveryState, Event, Origin, Severity, event_id_bound
 
 _DELIVERY_COLUMNS = ("d.id, d.event_id, d.channel, d.severity, d.state, d.attempts, d.next_attempt_at, "
-                     "d.created_at, d.origin, d.replay_of, d.last_error, d.reason, d.updated_at, d.budget_from")
+                     "d.created_at, d.origin, d.replay_of, d.last_error, d.reason, d.updated_at, d.budget_from, "
+                     "d.reason_ref")
 _EVENT_COLUMNS = "id, name, severity, payload, created_at, source, idempotency_key"
 
 
@@ -22,7 +23,7 @@ def delivery_from_row(row: Sequence[Any]) -> Delivery:
     return Delivery(id=row[0], event_id=row[1], channel=row[2], severity=Severity(row[3]),
                     state=DeliveryState(row[4]), attempts=row[5], next_attempt_at=row[6], created_at=row[7],
                     origin=Origin(row[8]), replay_of=row[9], last_error=row[10], reason=row[11],
-                    updated_at=row[12], budget_from=row[13])
+                    updated_at=row[12], budget_from=row[13], reason_ref=row[14])
 
 
 def event_from_row(row: Sequence[Any]) -> Event:
@@ -173,7 +174,7 @@ class Reader:
             sql, params = sql + " AND d.id < ?", [*params, f.cursor]
         sql += " ORDER BY d.id DESC LIMIT ?"
         rows = await self._all(sql, [*params, f.limit])
-        return [(delivery_from_row(r), r[14]) for r in rows]
+        return [(delivery_from_row(r), r[15]) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
