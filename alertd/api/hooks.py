@@ -28,7 +28,7 @@ async def post_alertmanager(request: web.Request) -> web.Response:
 
 async def post_hook(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    hooks = getattr(request.app[RUNTIME], "hooks", {})
+    hooks = request.app[RUNTIME].hooks
     hook = hooks.get(name)
     if hook is None:
         raise ApiError(404, "not_found", f"no hook named {name[:64]!r}: declare it as [[hooks]] in the config")

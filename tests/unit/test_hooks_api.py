@@ -199,12 +199,6 @@ async def test_hook_errors(client, runtime):
     assert runtime.ingest.accepted == []
 
 
-async def test_a_hook_without_runtime_hooks_is_404(runtime):
-    del runtime.hooks  # until the runtime carries compiled hooks, every name is unknown
-    async with TestClient(TestServer(build_app(runtime), host="127.0.0.1")) as test_client:
-        status, body, _ = await post(test_client, "/v1/hooks/grafana", {"alerts": []})
-    assert_error(status, body, 404, "not_found")
-
 
 @pytest.mark.parametrize(("path", "body"), [
     ("/v1/hooks/alertmanager", json.loads(FIXTURE.read_text())),
