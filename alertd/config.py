@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +26,7 @@ from alertd.conditions import ConditionError, parse_conditions
 from alertd.durations import parse_duration
 from alertd.model import Severity
 from alertd.redact import DEFAULT_SENSITIVE_KEYS, compile_sensitive
-from alertd.routing import Route, sort_routes, valid_pattern
+from alertd.routing import EscalationStep, Route, sort_routes, valid_pattern
 from alertd.secrets import Secret
 
 _STRICT = ConfigDict(extra="forbid")
@@ -136,6 +138,23 @@ class KeyDecl(BaseModel):
         return self
 
 
+ACTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class EscalateDecl(BaseModel):
+    model_config = _STRICT
+    after: float
+    channels: list[str] = Field(min_length=1, max_length=20)
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _after(cls, value: Any) -> float:
+        seconds = parse_duration(value)
+        if not 1 <= seconds <= 7 * 86400:
+            raise ValueError("after must be between 1s and 7d")
+        return seconds
+
+
 class RouteDecl(BaseModel):
     model_config = _STRICT
     name: str = Field(pattern=NAME_PATTERN)
@@ -145,6 +164,28 @@ class RouteDecl(BaseModel):
     priority: int = Field(default=100, ge=-1_000_000, le=1_000_000)
     when: list[Any] | None = None
     any: list[Any] | None = None
+    suppress_for: float | None = None
+    dedup_key: str | None = Field(default=None, max_length=500)
+    escalate: list[EscalateDecl] = Field(default_factory=list, max_length=10)
+    actions: list[str] = Field(default_factory=list, max_length=20)
+
+    @field_validator("suppress_for", mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> float | None:
+        if value is None:
+            return None
+        seconds = parse_duration(value)
+        if not 1 <= seconds <= 30 * 86400:
+            raise ValueError("suppress_for must be between 1s and 30d")
+        return seconds
+
+    @field_validator("actions")
+    @classmethod
+    def _actions(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not ACTION_NAME.match(name):
+                raise ValueError(f"action {name[:40]!r}: lowercase letters, digits, _ and -, at most 64")
+        return value
 
     @field_validator("match")
     @classmethod
@@ -163,9 +204,16 @@ class RouteDecl(BaseModel):
             conditions = parse_conditions(self.when, self.any)
         except ConditionError as exc:
             raise ValueError(str(exc)) from None
+        if self.dedup_key is not None and self.suppress_for is None:
+            raise ValueError("dedup_key needs suppress_for (the window)")
+        steps = tuple(EscalationStep(e.after, tuple(e.channels)) for e in self.escalate)
+        if any(b.after_s <= a.after_s for a, b in itertools.pairwise(steps)):
+            raise ValueError("escalate: steps must come later and later (after increasing)")
         return Route(name=self.name, match=self.match, channels=tuple(self.channels),
                      min_severity=Severity.parse(self.min_severity), priority=self.priority,
-                     conditions=conditions)
+                     conditions=conditions, suppress_for=self.suppress_for,
+                     dedup_key=self.dedup_key or ("{event}" if self.suppress_for else None),
+                     escalate=steps, actions=tuple(self.actions))
 
 
 class CatalogDecl(BaseModel):
@@ -281,7 +329,7 @@ def build_routes(declared: list[RouteDecl], channels: dict[str, ChannelConfig],
         if decl.name in names:
             raise ConfigError(f"{label}.name: duplicate route name")
         names.add(decl.name)
-        for channel in decl.channels:
+        for channel in [*decl.channels, *(c for step in decl.escalate for c in step.channels)]:
             if channel not in channels:
                 raise ConfigError(f"{label}.channels: no channel named {channel[:40]!r}")
         try:

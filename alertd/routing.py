@@ -40,7 +40,17 @@ class Route:
     min_severity: Severity = Severity.INFO
     priority: int = 100
     conditions: ConditionSet | None = None
+    suppress_for: float | None = None  # dedup window: later matches with the same dedup key are skipped
+    dedup_key: str | None = None  # template like "{event}:{payload.cue_id}"; default "{event}"
+    escalate: tuple[EscalationStep, ...] = ()
+    actions: tuple[str, ...] = ()  # approval action names events sent through this route may carry
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationStep:
+    after_s: float
+    channels: tuple[str, ...]
 
 
 def sort_routes(routes: Iterable[Route]) -> tuple[Route, ...]:
