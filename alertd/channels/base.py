@@ -124,10 +124,10 @@ class HttpSender:
         self.policy = policy
 
     async def request(self, method: str, url: str, *, timeout: float, headers: Mapping[str, str] | None = None,
-                      body: bytes | None = None, data: Any = None, auth: aiohttp.BasicAuth | None = None) -> HttpReply:
+                      body: bytes | None = None, data: Any = None) -> HttpReply:
         target = validate_url(url, self.policy)
         async with self.session.request(
-            method, target, headers=headers, data=body if body is not None else data, auth=auth,
+            method, target, headers=headers, data=body if body is not None else data,
             allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout),
         ) as response:
             payload = await _read_prefix(response, MAX_RESPONSE_BYTES)
@@ -175,12 +175,12 @@ class BaseChannel(ABC):
         return self.config.rate or self.default_rate
 
     async def post(self, url: str, *, headers: Mapping[str, str] | None = None, body: bytes | None = None,
-                   data: Any = None, auth: aiohttp.BasicAuth | None = None, method: str = "POST") -> HttpReply:
+                   data: Any = None, method: str = "POST") -> HttpReply:
         """Send and classify the common cases. Returns only 2xx replies."""
         started = time.monotonic()
         try:
             reply = await self.http.request(method, url, timeout=self.config.timeout, headers=headers,
-                                            body=body, data=data, auth=auth)
+                                            body=body, data=data)
         except BlockedTarget as exc:
             raise PermanentError(self.scrub(f"blocked by the outbound URL policy: {exc}")) from None
         except TimeoutError:
