@@ -41,6 +41,11 @@ class Store:
         return self._reader
 
     @property
+    def ids(self) -> ops.DeliveryIds:
+        """For write ops that insert deliveries inside a transaction of their own (the scheduler's)."""
+        return self._ids
+
+    @property
     def healthy(self) -> bool:
         return self.writer.healthy
 

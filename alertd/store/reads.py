@@ -218,3 +218,43 @@ async def event_counts_since(reader: Reader, since: float) -> dict[str, int]:
     rows = await reader._all("SELECT name, count(*) FROM events WHERE id >= ? GROUP BY name",
                              (event_id_bound(since),))
     return {r[0]: r[1] for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRow:
+    name: str
+    managed: str
+    config: dict[str, Any]
+    state: str
+    last_ping_at: float | None
+    last_start_at: float | None
+    deadline_at: float | None
+    runtime_deadline_at: float | None
+    fail_streak: int
+
+
+async def check_rows(reader: Reader) -> list[CheckRow]:
+    rows = await reader._all("SELECT name, managed, config, state, last_ping_at, last_start_at, deadline_at, "
+                             "runtime_deadline_at, fail_streak FROM checks ORDER BY name")
+    return [CheckRow(r[0], r[1], orjson.loads(r[2]), *r[3:]) for r in rows]
+
+
+async def recent_pings(reader: Reader, check: str, limit: int) -> list[dict[str, Any]]:
+    rows = await reader._all("SELECT kind, exit_status, received_at, source, body FROM pings WHERE check_name = ? "
+                             "ORDER BY id DESC LIMIT ?", (check, limit))
+    return [{"kind": r[0], "exit_status": r[1], "received_at": r[2], "source": r[3], "body": r[4]} for r in rows]
+
+
+async def waiting_expectations(reader: Reader) -> list[tuple[str, float]]:
+    return [(r[0], r[1]) for r in await reader._all(
+        "SELECT key, deadline_at FROM expectations WHERE state = 'waiting'")]
+
+
+async def expectation(reader: Reader, key: str) -> dict[str, Any] | None:
+    rows = await reader._all("SELECT key, grp, deadline_at, severity, payload, state, source, created_at, "
+                             "resolved_at FROM expectations WHERE key = ?", (key,))
+    if not rows:
+        return None
+    r = rows[0]
+    return {"key": r[0], "group": r[1], "deadline_at": r[2], "severity": r[3], "payload": orjson.loads(r[4]),
+            "state": r[5], "source": r[6], "created_at": r[7], "resolved_at": r[8]}
