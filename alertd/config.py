@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from alertd.adapters.hooks import CompiledHook, HookDecl, compile_hooks
 from alertd.channels import REGISTRY, ChannelConfig
+from alertd.checks import CheckDecl
 from alertd.conditions import ConditionError, parse_conditions
 from alertd.durations import parse_duration
 from alertd.model import Severity
@@ -110,6 +111,21 @@ class RedactSettings(BaseModel):
     def _compiles(cls, value: list[str]) -> list[str]:
         compile_sensitive(value)
         return value
+
+
+class SchedulerSettings(BaseModel):
+    model_config = _STRICT
+    outcome_failure_threshold: int = Field(default=3, ge=1, le=1000)
+    audit_retention_days: int = Field(default=365, ge=1, le=36500)
+    link_ttl: float = 86400.0  # how long ack and approve links stay valid
+
+    @field_validator("link_ttl", mode="before")
+    @classmethod
+    def _ttl(cls, value: Any) -> float:
+        seconds = parse_duration(value)
+        if not 60 <= seconds <= 30 * 86400:
+            raise ValueError("link_ttl must be between 1m and 30d")
+        return seconds
 
 
 class LogSettings(BaseModel):
@@ -247,12 +263,14 @@ class Settings(BaseSettings):
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
     redact: RedactSettings = Field(default_factory=RedactSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     admin_key: Secret | None = None
     keys: list[KeyDecl] = Field(default_factory=list)
     channels: list[dict[str, Any]] = Field(default_factory=list)
     routes: list[RouteDecl] = Field(default_factory=list)
     events: list[CatalogDecl] = Field(default_factory=list)
     hooks: list[HookDecl] = Field(default_factory=list)
+    checks: list[CheckDecl] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],
@@ -282,6 +300,10 @@ class Config:
         self.routes: tuple[Route, ...] = build_routes(settings.routes, self.channels)
         self.catalog: dict[str, CatalogDecl] = _build_catalog(settings.events)
         self.hooks: dict[str, CompiledHook] = _build_hooks(settings.hooks)
+        names = [c.name for c in settings.checks]
+        duplicate = next((n for n in names if names.count(n) > 1), None)
+        if duplicate is not None:
+            raise ConfigError(f"checks: duplicate check name {duplicate!r}")
 
     @property
     def server(self) -> ServerSettings:

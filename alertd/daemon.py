@@ -16,6 +16,7 @@ from alertd.api.manage import reload_from_file
 from alertd.api.state import Runtime
 from alertd.changes import Changes
 from alertd.channels import HttpSender
+from alertd.clock import Clock, SystemClock
 from alertd.config import Config, ConfigError, split_listen
 from alertd.dispatch import Dispatcher
 from alertd.ingest import Ingest
@@ -24,6 +25,7 @@ from alertd.netguard import NetPolicy, make_connector
 from alertd.redact import compile_sensitive
 from alertd.replay import Replayer
 from alertd.retry import RetryPolicy
+from alertd.scheduler import Scheduler
 from alertd.store import Store, admin_ops
 
 log = structlog.get_logger("alertd")
@@ -32,8 +34,9 @@ KEY_FLUSH_S = 60.0
 
 
 class Daemon:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
+        self.clock: Clock = clock or SystemClock()
         s = config.settings
         self.store = Store(s.storage.path, s.storage.synchronous)
         self.policy = NetPolicy.from_strings(s.net.allow_private)
@@ -54,12 +57,17 @@ class Daemon:
         dispatcher = Dispatcher(self.store, live.channels, retry, window=s.dispatch.window,
                                 public_url=s.server.public_url)
         live.listeners.append(dispatcher.update_channels)
+        ingest = Ingest(self.store, dispatcher, lambda: live.snapshot.routes, compile_sensitive(s.redact.keys))
+        scheduler = Scheduler(self.store, dispatcher, ingest.prepare, self.clock,
+                              retention_days=s.storage.retention_days,
+                              audit_retention_days=s.scheduler.audit_retention_days,
+                              outcome_failure_threshold=s.scheduler.outcome_failure_threshold)
         self.runtime = Runtime(
-            config=self.config, store=self.store, dispatcher=dispatcher,
-            ingest=Ingest(self.store, dispatcher, lambda: live.snapshot.routes, compile_sensitive(s.redact.keys)),
+            config=self.config, store=self.store, dispatcher=dispatcher, ingest=ingest,
             replayer=Replayer(self.store, dispatcher, live), live=live, changes=Changes(live, self.store),
-            started_at=time.time())
+            scheduler=scheduler, started_at=time.time())
         await dispatcher.start()
+        await scheduler.start(s.checks)
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
         self.runner = web.AppRunner(build_app(self.runtime), access_log=None, handle_signals=False,
                                     shutdown_timeout=2.0)
@@ -118,6 +126,7 @@ class Daemon:
             self._housekeeping.cancel()
         if self.runtime is not None:
             self.runtime.accepting = False  # ingest answers 503 from here on
+            await self.runtime.scheduler.stop()
             finished = await self.runtime.dispatcher.drain(timeout)
             log.info("drained", all_attempts_finished=finished)
         if self.runner is not None:

@@ -41,12 +41,15 @@ class AttemptResult:
 
 
 class Lane:
-    """One channel instance: its heap of work, its workers, its rate."""
+    """One channel instance: its work, its workers, its rate. Due work waits in `ready`, most severe
+    first; work not yet due (a retry in backoff) waits in `delayed` by time, so a critical retry that is
+    not due yet never stands in front of due work of lower severity."""
 
     def __init__(self, channel: BaseChannel, dispatcher: Dispatcher) -> None:
         self.channel = channel
         self.dispatcher = dispatcher
-        self.heap: list[tuple[int, float, int, Job]] = []
+        self.ready: list[tuple[int, float, int, Job]] = []
+        self.delayed: list[tuple[float, int, Job]] = []
         self.in_flight = 0
         self.wake = asyncio.Event()
         self.workers: list[asyncio.Task[None]] = []
@@ -55,8 +58,17 @@ class Lane:
 
     def push(self, job: Job) -> None:
         d = job.delivery
-        heapq.heappush(self.heap, (-int(d.severity), d.next_attempt_at, d.id, job))
+        if d.next_attempt_at > time.time():
+            heapq.heappush(self.delayed, (d.next_attempt_at, d.id, job))
+        else:
+            heapq.heappush(self.ready, (-int(d.severity), d.next_attempt_at, d.id, job))
         self.wake.set()
+
+    def _promote(self, now: float) -> None:
+        while self.delayed and self.delayed[0][0] <= now:
+            job = heapq.heappop(self.delayed)[2]
+            d = job.delivery
+            heapq.heappush(self.ready, (-int(d.severity), d.next_attempt_at, d.id, job))
 
     def start(self) -> None:
         self.workers = [t for t in self.workers if not t.done()]
@@ -74,8 +86,9 @@ class Lane:
     def retire(self) -> list[Job]:
         """The channel is gone: workers leave after their current attempt; queued work is handed back."""
         self.retired = True
-        jobs = [entry[3] for entry in self.heap]
-        self.heap.clear()
+        jobs = [entry[3] for entry in self.ready] + [entry[2] for entry in self.delayed]
+        self.ready.clear()
+        self.delayed.clear()
         self.wake.set()
         return jobs
 
@@ -105,21 +118,22 @@ class Lane:
     async def _next_due(self) -> Job | None:
         while not self.dispatcher.stopping and not self.retired and not self._surplus():
             now = time.time()
-            if self.heap and self.heap[0][1] <= now:
-                job = heapq.heappop(self.heap)[3]
+            self._promote(now)
+            if self.ready:
+                job = heapq.heappop(self.ready)[3]
                 if self.bucket is not None and (wait := self.bucket.take(time.monotonic())) > 0:
                     await asyncio.sleep(wait)
                 return job
             self.wake.clear()
-            timeout = self.heap[0][1] - now if self.heap else None
+            timeout = self.delayed[0][0] - now if self.delayed else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout)
         return None
 
     def depth_by_severity(self) -> dict[Severity, int]:
         counts = dict.fromkeys(Severity, 0)
-        for entry in self.heap:
-            counts[entry[3].delivery.severity] += 1
+        for job in [entry[3] for entry in self.ready] + [entry[2] for entry in self.delayed]:
+            counts[job.delivery.severity] += 1
         return counts
 
 

@@ -34,11 +34,20 @@ def parse_instant(value: str, now: float) -> float:
     except ValueError:
         pass
     try:
+        return parse_timestamp(value)
+    except ValueError:
+        raise ValueError(f"invalid time {value[:40]!r}: use a duration ago like '1h' or an ISO-8601 timestamp") \
+            from None
+
+
+def parse_timestamp(value: str) -> float:
+    """An ISO-8601 timestamp (naive means UTC) → epoch seconds."""
+    try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00")) if len(value) <= 64 else None
     except ValueError:
         parsed = None
     if parsed is None:
-        raise ValueError(f"invalid time {value[:40]!r}: use a duration ago like '1h' or an ISO-8601 timestamp")
+        raise ValueError(f"invalid timestamp {value[:40]!r}: use ISO-8601, e.g. 2026-11-23T04:00:00Z")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()

@@ -137,8 +137,9 @@ class Ingest:
                 where = f"[{index}].event" if len(envelopes) > 1 else "event"
                 raise IngestError(403, "forbidden", f"key {key.name!r} may not emit {envelope.event!r}", where)
 
-    async def accept(self, envelopes: Sequence[Envelope], source: str) -> list[Accepted]:
-        """Returns only once every row is committed (the caller answers 202 then)."""
+    def prepare(self, envelopes: Sequence[Envelope], source: str) -> list[NewEvent]:
+        """Envelopes → redacted events with their routing decided: what a write op inserts. The
+        scheduler uses it too, so its events go the same way as a producer's (no side doors)."""
         now = time.time()
         routes = self.routes()
         items = []
@@ -147,6 +148,11 @@ class Ingest:
                           payload=redact(envelope.payload, self.sensitive), created_at=now, source=source,
                           idempotency_key=envelope.idempotency_key)
             items.append(NewEvent(event, routes.channels(envelope)))
+        return items
+
+    async def accept(self, envelopes: Sequence[Envelope], source: str) -> list[Accepted]:
+        """Returns only once every row is committed (the caller answers 202 then)."""
+        items = self.prepare(envelopes, source)
         stored = await self.store.insert_events(items)
         accepted = []
         for item, result in zip(items, stored, strict=True):

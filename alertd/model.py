@@ -92,6 +92,7 @@ class Delivery:
     reason: str | None = None
     updated_at: float = 0.0
     budget_from: int = 0  # attempts made before a dead-letter retry; the attempt budget counts from here
+    reason_ref: int | None = None  # for a skipped delivery: the silence, or the delivery that went out instead
 
 
 @dataclass(frozen=True, slots=True)

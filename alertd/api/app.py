@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from alertd.api import admin, events, health, hooks, manage
+from alertd.api import admin, checks, events, health, hooks, manage
 from alertd.api.auth import auth_middleware
 from alertd.api.errors import error_middleware
 from alertd.api.state import MAX_BODY, RUNTIME, Runtime
@@ -16,6 +16,16 @@ def build_app(runtime: Runtime) -> web.Application:
                           handler_args={"max_field_size": 16384, "max_line_size": 8192})
     app[RUNTIME] = runtime
     app[MAX_BODY] = limit
+    app.router.add_post("/v1/checks/{name}/{signal}", checks.ping)
+    app.router.add_post("/v1/expectations", checks.post_expectation)
+    app.router.add_post("/v1/outcomes", checks.post_outcome)
+    app.router.add_get("/v1/admin/checks", checks.list_checks)
+    app.router.add_post("/v1/admin/checks", checks.create_check)
+    app.router.add_get("/v1/admin/checks/{name}", checks.get_check)
+    app.router.add_patch("/v1/admin/checks/{name}", checks.patch_check)
+    app.router.add_delete("/v1/admin/checks/{name}", checks.delete_check)
+    app.router.add_post("/v1/admin/checks/{name}/pause", checks.pause_check)
+    app.router.add_post("/v1/admin/checks/{name}/resume", checks.resume_check)
     app.router.add_get("/health", health.health)
     app.router.add_get("/ready", health.ready)
     app.router.add_post("/v1/events", events.post_events)

@@ -338,4 +338,6 @@ async def reload_config(request: web.Request) -> web.Response:
 
 async def reload_from_file(runtime: Runtime) -> None:
     """Re-reads the TOML. An invalid file changes nothing (the ConfigError says why)."""
-    await runtime.changes.reload(load_config(runtime.config.source))
+    config = load_config(runtime.config.source)
+    await runtime.changes.reload(config)
+    await runtime.scheduler.sync_config(config.settings.checks)

@@ -14,6 +14,7 @@ from alertd.dispatch import Dispatcher
 from alertd.ingest import Ingest
 from alertd.live import Live
 from alertd.replay import Replayer
+from alertd.scheduler import Scheduler
 from alertd.store import Store
 
 
@@ -26,6 +27,7 @@ class Runtime:
     replayer: Replayer
     live: Live
     changes: Changes
+    scheduler: Scheduler
     accepting: bool = True
     started_at: float = field(default=0.0)
 

@@ -220,3 +220,19 @@ async def test_drain_lets_in_flight_attempts_finish_and_takes_no_new_work(store)
     await settle(store, first, {DeliveryState.DELIVERED})
     [left] = await store.read.deliveries_for_event(second.id)
     assert left.state is DeliveryState.PENDING
+
+
+async def test_a_critical_retry_in_backoff_does_not_stall_due_lower_severity_work(store):
+    def answer(message: Message) -> Outcome:
+        if message.event.severity is Severity.CRITICAL:
+            raise RetryableError("HTTP 503", status=503, retry_after=30.0)
+        return Outcome(200)
+
+    channel = FakeChannel("a", answer, concurrency=1)
+    dispatcher = Dispatcher(store, {"a": channel}, FAST)
+    await dispatcher.start()
+    await ingest(store, dispatcher, ("a",), Severity.CRITICAL)
+    [info] = await ingest(store, dispatcher, ("a",), Severity.INFO)
+    await settle(store, info, {DeliveryState.DELIVERED}, timeout=2.0)
+    assert dispatcher.depth_by_severity()["critical"] == 1
+    await dispatcher.drain(0.1)
