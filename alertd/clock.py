@@ -26,8 +26,10 @@ class SystemClock:
 
 
 class ManualClock:
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self._now = start
+    def __init__(self, start: float | None = None) -> None:
+        # starts at the real time: event ids and history carry real timestamps, and retention
+        # compares the two
+        self._now = time.time() if start is None else start
         self._waiters: list[asyncio.Event] = []
 
     def now(self) -> float:

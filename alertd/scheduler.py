@@ -244,7 +244,7 @@ class Scheduler:
         self._schedule(state.deadline_at, "deadline", name)
         self._schedule(state.runtime_deadline_at, "runtime", name)
         for emit in transition.emits:
-            log.info("check_event", check=name, event=emit.name, state=state.state)
+            log.info("check_event", check=name, emitted=emit.name, state=state.state)
 
     def _events(self, emits: Sequence[Emit]) -> list[NewEvent]:
         if not emits:

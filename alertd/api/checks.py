@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
@@ -82,7 +81,7 @@ async def post_expectation(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     body = await body_of(request)
     key = _key(body)
-    deadline = _deadline(body)
+    deadline = _deadline(body, runtime.scheduler.clock.now())
     severity = _severity(body.get("severity", "error"))
     payload = _payload(body, runtime)
     group = body.get("group")
@@ -119,7 +118,7 @@ def _key(body: dict[str, Any]) -> str:
     return key
 
 
-def _deadline(body: dict[str, Any]) -> float:
+def _deadline(body: dict[str, Any], now: float) -> float:
     if ("deadline" in body) == ("within" in body):
         raise ApiError(400, "invalid_body", "give exactly one of deadline (ISO-8601) or within (e.g. 30m)", "deadline")
     try:
@@ -127,7 +126,7 @@ def _deadline(body: dict[str, Any]) -> float:
             seconds = parse_duration(body["within"])
             if seconds > 90 * 86400:
                 raise ValueError("within is at most 90d")
-            return time.time() + seconds
+            return now + seconds
         value = body["deadline"]
         if not isinstance(value, str):
             raise ValueError("deadline must be an ISO-8601 time")
