@@ -42,6 +42,11 @@ def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str
     return merged
 
 
+def _looks_masked(value: Any) -> bool:
+    values = value if isinstance(value, list) else [value]
+    return any(isinstance(v, str) and v.endswith("****") for v in values)
+
+
 @dataclass(frozen=True, slots=True)
 class CreatedKey:
     plaintext: str
@@ -66,6 +71,10 @@ class Changes:
     async def patch_channel(self, name: str, patch: dict[str, Any]) -> None:
         async with self._lock:
             current = self._api_managed("channel", name, self.live.snapshot.channel_managed)
+            masked = [k for k, v in patch.items() if _looks_masked(v)]
+            if masked:
+                raise ChangeError(400, "invalid_channel", f"{masked[0]}: that is the masked value shown by the API; "
+                                  "send the real secret, or leave the key out to keep it", masked[0])
             merged = merge_patch(self.live.snapshot.channel_raw[name], patch)
             if merged.get("name") != name or merged.get("type") != current.get("type"):
                 raise ChangeError(400, "invalid_body", "a channel's name and type cannot change", "name")

@@ -154,7 +154,7 @@ class KeyDecl(BaseModel):
         return self
 
 
-ACTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+ACTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 
 
 class EscalateDecl(BaseModel):

@@ -47,6 +47,7 @@ class Origin(StrEnum):
     ROUTE = "route"
     REPLAY = "replay"
     FALLBACK = "fallback"
+    ESCALATION = "escalation"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,9 @@ from typing import Any
 from alertd.conditions import ConditionSet
 from alertd.model import Severity
 
-EVENT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9_-]+)*$")
-PATTERN_RE = re.compile(r"^(\*|[a-z0-9][a-z0-9_-]*(\.[a-z0-9_-]+)*(\.\*)?)$")
+# \Z, not $: `$` also matches before a trailing newline, which would let "pr.x\n" through
+EVENT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9_-]+)*\Z")
+PATTERN_RE = re.compile(r"^(\*|[a-z0-9][a-z0-9_-]*(\.[a-z0-9_-]+)*(\.\*)?)\Z")
 MAX_EVENT_NAME = 200
 
 

@@ -34,8 +34,8 @@ MAX_POINTER = 512
 MAX_PREFIX = 100
 MAX_PAYLOAD_FIELDS = 100
 DefaultSeverity = Callable[[str], Severity]
-_PREFIX_RE = re.compile(r"^([a-z0-9][a-z0-9_-]*\.)+$")
-_INDEX_RE = re.compile(r"^(0|[1-9][0-9]{0,17})$")
+_PREFIX_RE = re.compile(r"^([a-z0-9][a-z0-9_-]*\.)+\Z")
+_INDEX_RE = re.compile(r"^(0|[1-9][0-9]{0,17})\Z")
 
 
 class _Missing:

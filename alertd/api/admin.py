@@ -51,7 +51,8 @@ async def list_deliveries(request: web.Request) -> web.Response:
 
 
 async def replay_event(request: web.Request) -> web.Response:
-    body = params.body_object(parse_json(await request.read()) if request.can_read_body else None)
+    body = params.body_object(parse_json(await request.read()) if request.can_read_body else None,
+                              frozenset({"channels"}))
     channels = body.get("channels")
     if channels is not None and (not isinstance(channels, list) or not channels or len(channels) > 100
                                  or not all(isinstance(c, str) for c in channels)):
@@ -65,7 +66,7 @@ async def replay_event(request: web.Request) -> web.Response:
 
 
 async def replay_deliveries(request: web.Request) -> web.Response:
-    body = params.body_object(parse_json(await request.read()))
+    body = params.body_object(parse_json(await request.read()), frozenset({"ids"}))
     ids = body.get("ids")
     if (not isinstance(ids, list) or not 1 <= len(ids) <= MAX_REPLAY_IDS
             or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from alertd.api import admin, checks, events, health, hooks, manage
+from alertd.api import admin, checks, events, health, hooks, manage, openapi
 from alertd.api.auth import auth_middleware
 from alertd.api.errors import error_middleware
 from alertd.api.state import MAX_BODY, RUNTIME, Runtime
@@ -55,4 +55,5 @@ def build_app(runtime: Runtime) -> web.Application:
     app.router.add_delete("/v1/admin/keys/{name}", manage.revoke_key)
     app.router.add_get("/v1/admin/catalog", manage.catalog)
     app.router.add_post("/v1/admin/reload", manage.reload_config)
+    app.router.add_get("/v1/admin/openapi.json", openapi.serve)
     return app

@@ -12,6 +12,7 @@ from alertd.api.errors import ApiError, json_response
 from alertd.api.events import parse_json
 from alertd.api.manage import body_of, confirm_destructive
 from alertd.api.state import API_KEY, RUNTIME
+from alertd.changes import merge_patch
 from alertd.checks import CheckDecl, PingKind
 from alertd.config import describe_validation_error
 from alertd.durations import iso, parse_duration, parse_timestamp
@@ -22,6 +23,7 @@ from alertd.store.reads import recent_pings
 
 MAX_PING_BODY = 10 * 1024
 MAX_KEY = 200
+CHECK_STATES = ("new", "up", "down", "running", "paused")
 PING_KINDS: dict[str, PingKind] = {"ping": "success", "start": "start", "fail": "fail"}
 
 
@@ -79,7 +81,7 @@ async def _ping_body(request: web.Request, runtime: Any) -> str | None:
 
 async def post_expectation(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    body = await body_of(request)
+    body = await body_of(request, frozenset({"key", "deadline", "within", "severity", "payload", "group"}))
     key = _key(body)
     deadline = _deadline(body, runtime.scheduler.clock.now())
     severity = _severity(body.get("severity", "error"))
@@ -96,7 +98,7 @@ async def post_expectation(request: web.Request) -> web.Response:
 
 async def post_outcome(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    body = await body_of(request)
+    body = await body_of(request, frozenset({"key", "success", "payload"}))
     key = _key(body)
     success = body.get("success")
     if not isinstance(success, bool):
@@ -137,8 +139,10 @@ def _deadline(body: dict[str, Any], now: float) -> float:
 
 
 def _severity(value: Any) -> Severity:
+    if not isinstance(value, str):
+        raise ApiError(400, "invalid_body", "severity must be a string: info, warning, error or critical", "severity")
     try:
-        return Severity.parse(value) if isinstance(value, str) else Severity.parse("?")
+        return Severity.parse(value)
     except ValueError as exc:
         raise ApiError(400, "invalid_body", str(exc), "severity") from None
 
@@ -157,6 +161,8 @@ def _payload(body: dict[str, Any], runtime: Any) -> dict[str, Any]:
 async def list_checks(request: web.Request) -> web.Response:
     checks = request.app[RUNTIME].scheduler.checks
     state = request.rel_url.query.get("state")
+    if state is not None and state not in CHECK_STATES:
+        raise ApiError(400, "invalid_parameter", "state must be one of " + ", ".join(CHECK_STATES), "state")
     views = [check_view(c) for c in checks.values() if state is None or c.state.state == state]
     return json_response({"checks": sorted(views, key=lambda v: v["name"])})
 
@@ -181,10 +187,7 @@ async def patch_check(request: web.Request) -> web.Response:
     check = runtime.scheduler.checks.get(name)
     if check is None:
         raise ApiError(404, "not_found", f"no check named {name[:60]!r}")
-    patch = await body_of(request)
-    merged = {**check.decl.model_dump(exclude_none=True), **patch}
-    for key in [k for k, v in patch.items() if v is None]:
-        merged.pop(key, None)
+    merged = merge_patch(check.decl.model_dump(exclude_none=True), await body_of(request))
     if merged.get("name") != name:
         raise ApiError(400, "invalid_body", "a check's name cannot change", "name")
     return await _put(request, merged, create=False)

@@ -9,6 +9,7 @@ import structlog
 from aiohttp import web
 
 from alertd.api.state import MAX_BODY
+from alertd.store import StoreUnavailable
 
 log = structlog.get_logger("alertd.api")
 
@@ -42,6 +43,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
+    except StoreUnavailable:
+        # wherever a write could not commit: nothing was changed, and the client should come back
+        return error_response(503, "store_unavailable", "the store cannot commit right now; nothing was changed",
+                              headers={"Retry-After": "5"})
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[MAX_BODY]
         return error_response(413, "too_large", f"request body is larger than {limit} bytes")

@@ -41,8 +41,8 @@ def confirm_destructive(request: web.Request) -> None:
                        "X-Confirm-Destructive: true", "X-Confirm-Destructive")
 
 
-async def body_of(request: web.Request) -> dict[str, Any]:
-    return params.body_object(parse_json(await request.read()))
+async def body_of(request: web.Request, allowed: frozenset[str] | None = None) -> dict[str, Any]:
+    return params.body_object(parse_json(await request.read()), allowed)
 
 
 def raise_change(exc: ChangeError) -> ApiError:
@@ -221,6 +221,10 @@ async def list_keys(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     snapshot = runtime.live.snapshot
     rows = []
+    if snapshot.config.settings.admin_key is not None:
+        rows.append({"name": "admin", "managed": "config", "prefix": None, "role": "admin", "events": ["*"],
+                     "created_at": None, "last_used_at": iso(runtime.live.key_last_used.get("admin")),
+                     "revoked_at": None, "note": "the bootstrap key from admin_key / ALERTD_ADMIN_KEY"})
     for key in snapshot.config.settings.keys:
         rows.append({"name": key.name, "managed": "config", "prefix": None, "role": key.role,
                      "events": key.events, "created_at": None,
@@ -234,10 +238,11 @@ async def list_keys(request: web.Request) -> web.Response:
 
 
 async def create_key(request: web.Request) -> web.Response:
-    body = await body_of(request)
+    body = await body_of(request, frozenset({"name", "role", "events"}))
     name, role, events = body.get("name"), body.get("role", "producer"), body.get("events", ["*"])
-    if not isinstance(name, str) or not isinstance(role, str) or not isinstance(events, list):
-        raise ApiError(400, "invalid_body", "name (string), role (string) and events (list) are expected")
+    for field, value, kind in (("name", name, str), ("role", role, str), ("events", events, list)):
+        if not isinstance(value, kind):
+            raise ApiError(400, "invalid_body", f"{field} must be a {'list' if kind is list else 'string'}", field)
     try:
         created = await changes(request).create_key(name, role, events)
     except ChangeError as exc:
@@ -272,7 +277,9 @@ async def list_dead(request: web.Request) -> web.Response:
 async def retry_dead(request: web.Request) -> web.Response:
     """Dead letters back into the queue in place: `{"ids": [...]}` or `{"filter": {...}}`."""
     runtime = request.app[RUNTIME]
-    body = await body_of(request)
+    body = await body_of(request, frozenset({"ids", "filter"}))
+    if "ids" in body and "filter" in body:
+        raise ApiError(400, "invalid_body", "give ids or filter, not both", "filter")
     ids = await _dead_ids(runtime, body)
     if len(ids) > 1:
         confirm_destructive(request)

@@ -22,7 +22,7 @@ def limit(query: Mapping[str, str], default: int = 50) -> int:
     raw = query.get("limit")
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise bad("limit", f"limit must be a whole number from 1 to {MAX_LIMIT}")
     return int(raw)
 
@@ -70,7 +70,7 @@ def int_cursor(query: Mapping[str, str]) -> int | None:
     raw = query.get("cursor")
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise bad("cursor", "cursor must be the next_cursor value of a previous page")
     return int(raw)
 
@@ -84,9 +84,16 @@ def event_cursor(query: Mapping[str, str]) -> str | None:
     return raw
 
 
-def body_object(data: Any) -> dict[str, Any]:
+def body_object(data: Any, allowed: frozenset[str] | None = None) -> dict[str, Any]:
+    """The body as an object; with `allowed`, an unknown key is refused (a typo never silently
+    changes what a call does)."""
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object", "body")
+    if allowed is not None:
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ApiError(400, "invalid_body", f"unknown field {unknown[0][:40]!r}; allowed: "
+                           + ", ".join(sorted(allowed)), unknown[0][:40])
     return data

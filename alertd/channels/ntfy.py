@@ -17,7 +17,7 @@ from alertd.secrets import Secret
 
 MESSAGE_BYTES = 4096  # ntfy "Limitations": each message can be up to 4,096 bytes
 TITLE_CHARS = 256  # ntfy documents no title limit; a notification title longer than this is unreadable
-_TOPIC_RE = re.compile(r"^[-_A-Za-z0-9]{1,64}$")  # ntfy's own topic rule
+_TOPIC_RE = re.compile(r"^[-_A-Za-z0-9]{1,64}\Z")  # ntfy's own topic rule
 PRIORITIES = {Severity.INFO: 3, Severity.WARNING: 3, Severity.ERROR: 4, Severity.CRITICAL: 5}
 TAGS = {Severity.INFO: ["information_source"], Severity.WARNING: ["warning"], Severity.ERROR: ["x"],
         Severity.CRITICAL: ["rotating_light"]}  # ntfy shows tags that are emoji short codes as emojis

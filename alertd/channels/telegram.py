@@ -27,8 +27,8 @@ from alertd.secrets import Secret
 MAX_TEXT_CHARS = 4096  # "1-4096 characters after entities parsing": the raw HTML is never shorter
 TITLE_CHARS = 256
 MIN_SUMMARY_CHARS = 512  # fields are dropped before the summary shrinks below this
-_TOKEN_RE = re.compile(r"^[0-9]{1,20}:[A-Za-z0-9_-]{20,100}$")
-_CHANNEL_RE = re.compile(r"^@[A-Za-z][A-Za-z0-9_]{3,31}$")
+_TOKEN_RE = re.compile(r"^[0-9]{1,20}:[A-Za-z0-9_-]{20,100}\Z")
+_CHANNEL_RE = re.compile(r"^@[A-Za-z][A-Za-z0-9_]{3,31}\Z")
 GROUP_RATE = "20/m"  # Telegram bots FAQ: no more than 20 messages per minute in one group
 
 

@@ -258,3 +258,57 @@ async def expectation(reader: Reader, key: str) -> dict[str, Any] | None:
     r = rows[0]
     return {"key": r[0], "group": r[1], "deadline_at": r[2], "severity": r[3], "payload": orjson.loads(r[4]),
             "state": r[5], "source": r[6], "created_at": r[7], "resolved_at": r[8]}
+
+
+_INCIDENT_COLUMNS = "i.id, i.event_id, i.route, i.state, i.opened_at, i.step, i.next_step_at, i.acked_at, i.acked_by"
+
+
+def _incident(r: Sequence[Any]) -> dict[str, Any]:
+    return {"id": r[0], "event_id": r[1], "route": r[2], "state": r[3], "opened_at": r[4], "step": r[5],
+            "next_step_at": r[6], "acked_at": r[7], "acked_by": r[8], "event": r[9], "severity": r[10]}
+
+
+async def incidents(reader: Reader, state: str | None, limit: int = 100) -> list[dict[str, Any]]:
+    sql = f"SELECT {_INCIDENT_COLUMNS}, e.name, e.severity FROM incidents i JOIN events e ON e.id = i.event_id"
+    params: list[Any] = []
+    if state is not None:
+        sql, params = sql + " WHERE i.state = ?", [state]
+    rows = await reader._all(sql + " ORDER BY i.id DESC LIMIT ?", [*params, limit])
+    return [_incident(r) for r in rows]
+
+
+async def incident(reader: Reader, incident_id: int) -> dict[str, Any] | None:
+    rows = await reader._all(f"SELECT {_INCIDENT_COLUMNS}, e.name, e.severity FROM incidents i "
+                             "JOIN events e ON e.id = i.event_id WHERE i.id = ?", (incident_id,))
+    return _incident(rows[0]) if rows else None
+
+
+async def action_request(reader: Reader, request_id: int) -> dict[str, Any] | None:
+    rows = await reader._all("SELECT id, incident_id, event_id, action, label, state, created_at, decided_at, "
+                             "decided_by FROM action_requests WHERE id = ?", (request_id,))
+    if not rows:
+        return None
+    r = rows[0]
+    return {"id": r[0], "incident_id": r[1], "event_id": r[2], "action": r[3], "label": r[4], "state": r[5],
+            "created_at": r[6], "decided_at": r[7], "decided_by": r[8]}
+
+
+async def pending_links(reader: Reader) -> tuple[list[tuple[int, str]], list[tuple[int, str, str]]]:
+    """Open incidents (id, event_id) and pending action requests (id, event_id, label): the links
+    messages carry."""
+    open_ = [(r[0], r[1]) for r in await reader._all("SELECT id, event_id FROM incidents WHERE state = 'open'")]
+    pending = [(r[0], r[1], r[2]) for r in await reader._all(
+        "SELECT id, event_id, label FROM action_requests WHERE state = 'pending'")]
+    return open_, pending
+
+
+async def audit_rows(reader: Reader, since: float | None, cursor: int | None, limit: int) -> list[dict[str, Any]]:
+    sql = "SELECT id, at, what, subject, actor, detail FROM audit WHERE 1=1"
+    params: list[Any] = []
+    if since is not None:
+        sql, params = sql + " AND at >= ?", [*params, since]
+    if cursor is not None:
+        sql, params = sql + " AND id < ?", [*params, cursor]
+    rows = await reader._all(sql + " ORDER BY id DESC LIMIT ?", [*params, limit])
+    return [{"id": r[0], "at": r[1], "what": r[2], "subject": r[3], "actor": r[4], "detail": orjson.loads(r[5])}
+            for r in rows]
