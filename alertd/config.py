@@ -24,11 +24,13 @@ from alertd.adapters.hooks import CompiledHook, HookDecl, compile_hooks
 from alertd.channels import REGISTRY, ChannelConfig
 from alertd.checks import CheckDecl
 from alertd.conditions import ConditionError, parse_conditions
+from alertd.dedup import compile_dedup_key
 from alertd.durations import parse_duration
 from alertd.model import Severity
 from alertd.redact import DEFAULT_SENSITIVE_KEYS, compile_sensitive
 from alertd.routing import EscalationStep, Route, sort_routes, valid_pattern
 from alertd.secrets import Secret
+from alertd.silences import SilenceDecl
 
 _STRICT = ConfigDict(extra="forbid")
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
@@ -195,6 +197,13 @@ class RouteDecl(BaseModel):
             raise ValueError("suppress_for must be between 1s and 30d")
         return seconds
 
+    @field_validator("dedup_key")
+    @classmethod
+    def _dedup_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            compile_dedup_key(value)  # DedupKeyError is a ValueError: reported as routes[i].dedup_key
+        return value
+
     @field_validator("actions")
     @classmethod
     def _actions(cls, value: list[str]) -> list[str]:
@@ -271,6 +280,7 @@ class Settings(BaseSettings):
     events: list[CatalogDecl] = Field(default_factory=list)
     hooks: list[HookDecl] = Field(default_factory=list)
     checks: list[CheckDecl] = Field(default_factory=list)
+    silences: list[SilenceDecl] = Field(default_factory=list, max_length=500)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

@@ -19,6 +19,7 @@ from alertd.channels import HttpSender
 from alertd.clock import Clock, SystemClock
 from alertd.config import Config, ConfigError, split_listen
 from alertd.dispatch import Dispatcher
+from alertd.incidents import Incidents
 from alertd.ingest import Ingest
 from alertd.live import Live, build_snapshot
 from alertd.netguard import NetPolicy, make_connector
@@ -26,7 +27,8 @@ from alertd.redact import compile_sensitive
 from alertd.replay import Replayer
 from alertd.retry import RetryPolicy
 from alertd.scheduler import Scheduler
-from alertd.store import Store, admin_ops
+from alertd.silences import SilenceBook
+from alertd.store import Store, admin_ops, silence_ops
 
 log = structlog.get_logger("alertd")
 IDEMPOTENCY_PURGE_S = 3600.0
@@ -57,15 +59,24 @@ class Daemon:
         dispatcher = Dispatcher(self.store, live.channels, retry, window=s.dispatch.window,
                                 public_url=s.server.public_url)
         live.listeners.append(dispatcher.update_channels)
-        ingest = Ingest(self.store, dispatcher, lambda: live.snapshot.routes, compile_sensitive(s.redact.keys))
+        silences = SilenceBook()
+        await silence_ops.apply_config(silences, self.store, s.silences)
+        ingest = Ingest(self.store, dispatcher, lambda: live.snapshot.routes, compile_sensitive(s.redact.keys),
+                        silences.current)
         scheduler = Scheduler(self.store, dispatcher, ingest.prepare, self.clock,
                               retention_days=s.storage.retention_days,
                               audit_retention_days=s.scheduler.audit_retention_days,
                               outcome_failure_threshold=s.scheduler.outcome_failure_threshold)
+        incidents = Incidents(self.store, dispatcher, lambda: live.snapshot.routes, ingest.prepare, self.clock,
+                              s.server.public_url, s.scheduler.link_ttl)
+        scheduler.attach(incidents)
+        dispatcher.links = incidents.links_for
+        ingest.incidents = incidents
+        scheduler.committed = incidents.committed = ingest.committed
         self.runtime = Runtime(
             config=self.config, store=self.store, dispatcher=dispatcher, ingest=ingest,
             replayer=Replayer(self.store, dispatcher, live), live=live, changes=Changes(live, self.store),
-            scheduler=scheduler, started_at=time.time())
+            scheduler=scheduler, incidents=incidents, silences=silences, started_at=time.time())
         await dispatcher.start()
         await scheduler.start(s.checks)
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
@@ -94,6 +105,9 @@ class Daemon:
                     removed = await self.store.purge_idempotency()
                     if removed:
                         log.info("idempotency_keys_purged", count=removed)
+                    closed = await self.store.writer.submit(partial(silence_ops.purge_dedup, now=time.time()))
+                    if closed:
+                        log.info("dedup_windows_purged", count=closed)
             except Exception:
                 log.exception("housekeeping_failed")
 

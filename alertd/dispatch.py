@@ -158,6 +158,7 @@ class Dispatcher:
         self.overflow = True  # the store may hold work memory does not: true until a refill proves otherwise
         self.stopping = False
         self.idle = asyncio.Event()
+        self.links: Callable[[str], tuple[tuple[str, str], ...]] = lambda event_id: ()  # ack/approve links
         self._refill_wake = asyncio.Event()
         self._refill_task: asyncio.Task[None] | None = None
 
@@ -272,7 +273,8 @@ class Dispatcher:
         self.release(delivery_id)
 
     async def _send(self, channel: BaseChannel, job: Job, number: int) -> AttemptResult:
-        message = render(job.event, job.delivery.id, number, self.public_url, channel.template)
+        message = render(job.event, job.delivery.id, number, self.public_url, channel.template,
+                         self.links(job.event.id))
         try:
             outcome = await channel.send(message)
         except RetryableError as exc:

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alertd.auth import ApiKey
+from alertd.dedup import DEFAULT_TEMPLATE, DedupKey, compile_dedup_key
 from alertd.dispatch import Dispatcher, Job
 from alertd.model import Envelope, Event, Severity, new_event_id
 from alertd.redact import SensitiveKeys, redact
 from alertd.routing import EVENT_NAME_RE, MAX_EVENT_NAME, Route, channels_for, pattern_matches
-from alertd.store import NewEvent, Store
+from alertd.silences import NO_SILENCES, SilenceSet
+from alertd.store import NewEvent, Store, Stored
+from alertd.store.ops import DedupClaim
+
+if TYPE_CHECKING:  # incidents builds on ingest; ingest only hands it what was committed
+    from alertd.incidents import Incidents
 
 MAX_DEPTH = 32
 MAX_IDEMPOTENCY_KEY = 200
-ENVELOPE_FIELDS = frozenset({"event", "payload", "severity", "idempotency_key"})
+ENVELOPE_FIELDS = frozenset({"event", "payload", "severity", "idempotency_key", "actions"})
+ACTION_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
+MAX_ACTIONS = 10
 
 
 class IngestError(Exception):
@@ -63,7 +72,27 @@ def parse_envelope(raw: Any, where: str = "", default_severity: Callable[[str], 
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY):
         raise invalid(f"idempotency_key must be a string of 1 to {MAX_IDEMPOTENCY_KEY} characters",
                       where + "idempotency_key")
-    return Envelope(name, payload, parsed, key)
+    return Envelope(name, payload, parsed, key, parse_actions(raw.get("actions"), where))
+
+
+def parse_actions(raw: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """`[{"name": "restart-api", "label": "Restart API"}]`: approvals the event asks for."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) > MAX_ACTIONS:
+        raise invalid(f"actions must be a list of at most {MAX_ACTIONS} objects", where + "actions")
+    actions = []
+    for index, item in enumerate(raw):
+        field = f"{where}actions[{index}]"
+        if not isinstance(item, dict) or set(item) - {"name", "label"}:
+            raise invalid('an action is {"name": ..., "label": ...}', field)
+        name, label = item.get("name"), item.get("label", item.get("name"))
+        if not isinstance(name, str) or not ACTION_NAME_RE.match(name):
+            raise invalid("name: lowercase letters, digits, _ and -, at most 64", field + ".name")
+        if not isinstance(label, str) or not 1 <= len(label) <= 100:
+            raise invalid("label: a string of 1 to 100 characters", field + ".label")
+        actions.append((name, label))
+    return tuple(actions)
 
 
 def depth_exceeds(value: Any, limit: int) -> bool:
@@ -85,13 +114,16 @@ def depth_exceeds(value: Any, limit: int) -> bool:
 
 class RouteTable:
     """Routes plus a cache of the routes a (name, severity) reaches before conditions: events repeat
-    their names, so the pattern scan runs once per name and only conditions run per event."""
+    their names, so the pattern scan runs once per name and only conditions run per event. Routes with
+    a dedup window (`suppress_for`) have their key template compiled here, once per config."""
 
     CACHE_LIMIT = 8192
 
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = tuple(routes)
         self._candidates: dict[tuple[str, Severity], tuple[Route, ...]] = {}
+        self._keys: dict[str, DedupKey] = {
+            r.name: compile_dedup_key(r.dedup_key or DEFAULT_TEMPLATE) for r in self.routes if r.suppress_for}
 
     def candidates(self, name: str, severity: Severity) -> tuple[Route, ...]:
         key = (name, severity)
@@ -113,6 +145,33 @@ class RouteTable:
     def channels(self, envelope: Envelope) -> tuple[str, ...]:
         return tuple(channels_for(self.match(envelope)))
 
+    def new_event(self, event: Event, envelope: Envelope, silences: SilenceSet, now: float) -> NewEvent:
+        """What to store for `event`: its channels and the storm control decided at routing time.
+        Conditions and silences look at the envelope as sent; dedup keys render from the stored
+        (redacted) payload, so a key never holds a secret."""
+        matched = self.match(envelope)
+        channels = tuple(channels_for(matched))
+        if len(silences) and channels:
+            silence = silences.first_match(envelope.event, envelope.as_match_target(), now)
+            if silence is not None:
+                return NewEvent(event, channels, silenced_by=silence.id)
+        escalations = tuple((r.name, r.escalate[0].after_s) for r in matched if r.escalate)
+        allowed = {name for r in matched for name in r.actions}
+        actions = tuple(a for a in envelope.actions if a[0] in allowed)
+        if not self._keys or not channels:
+            return NewEvent(event, channels, escalations=escalations, actions=actions)
+        claims = []
+        unclaimed: set[str] = set()
+        for route in matched:
+            render = self._keys.get(route.name)
+            if render is None or route.suppress_for is None:
+                unclaimed.update(route.channels)
+                continue
+            key = render(event.name, event.severity, event.payload)
+            claims.append(DedupClaim(route.name, key, route.suppress_for, tuple(dict.fromkeys(route.channels))))
+        return NewEvent(event, channels, tuple(claims), frozenset(unclaimed), escalations=escalations,
+                        actions=actions)
+
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
@@ -125,11 +184,13 @@ class Accepted:
 
 class Ingest:
     def __init__(self, store: Store, dispatcher: Dispatcher, routes: Callable[[], RouteTable],
-                 sensitive: SensitiveKeys) -> None:
+                 sensitive: SensitiveKeys, silences: Callable[[], SilenceSet] = lambda: NO_SILENCES) -> None:
         self.store = store
         self.dispatcher = dispatcher
         self.routes = routes  # the table in force, read per request: config swaps take effect at once
         self.sensitive = sensitive
+        self.incidents: Incidents | None = None  # attached by the daemon
+        self.silences = silences  # likewise the silences in force
 
     def authorize(self, key: ApiKey, envelopes: Sequence[Envelope]) -> None:
         for index, envelope in enumerate(envelopes):
@@ -138,26 +199,48 @@ class Ingest:
                 raise IngestError(403, "forbidden", f"key {key.name!r} may not emit {envelope.event!r}", where)
 
     def prepare(self, envelopes: Sequence[Envelope], source: str) -> list[NewEvent]:
-        """Envelopes → redacted events with their routing decided: what a write op inserts. The
-        scheduler uses it too, so its events go the same way as a producer's (no side doors)."""
+        """Envelopes → events (id, redacted payload) with what to store for each. No I/O: the scheduler
+        calls it for the events it emits, possibly from inside a write op."""
         now = time.time()
         routes = self.routes()
+        silences = self.silences()
         items = []
         for envelope in envelopes:
             event = Event(id=new_event_id(now), name=envelope.event, severity=envelope.severity,
                           payload=redact(envelope.payload, self.sensitive), created_at=now, source=source,
                           idempotency_key=envelope.idempotency_key)
-            items.append(NewEvent(event, routes.channels(envelope)))
+            items.append(routes.new_event(event, envelope, silences, now))
         return items
+
+    def check_actions(self, envelopes: Sequence[Envelope]) -> None:
+        """An event may ask only for approvals a route it reaches allows: nothing runs unless an
+        operator declared that it may."""
+        routes = self.routes()
+        for index, envelope in enumerate(envelopes):
+            if not envelope.actions:
+                continue
+            allowed = {name for r in routes.match(envelope) for name in r.actions}
+            for name, _ in envelope.actions:
+                if name not in allowed:
+                    where = f"[{index}].actions" if len(envelopes) > 1 else "actions"
+                    raise IngestError(400, "invalid_event", f"action {name!r} is not allowed by any route this "
+                                                            "event reaches (a route lists it in `actions`)", where)
 
     async def accept(self, envelopes: Sequence[Envelope], source: str) -> list[Accepted]:
         """Returns only once every row is committed (the caller answers 202 then)."""
+        self.check_actions(envelopes)
         items = self.prepare(envelopes, source)
         stored = await self.store.insert_events(items)
-        accepted = []
+        self.committed(items, stored)
+        return [Accepted(result.event_id, item.event.name, item.event.severity, len(result.deliveries),
+                         result.duplicate) for item, result in zip(items, stored, strict=True)]
+
+    def committed(self, items: Sequence[NewEvent], stored: Sequence[Stored]) -> None:
+        """After any commit of new events (a producer's or the scheduler's): deliveries to the
+        dispatcher, acknowledge/approve links and escalation timers to the incidents."""
         for item, result in zip(items, stored, strict=True):
-            if not result.duplicate:
-                self.dispatcher.offer(Job(d, item.event) for d in result.deliveries)
-            accepted.append(Accepted(result.event_id, item.event.name, item.event.severity,
-                                     len(result.deliveries), result.duplicate))
-        return accepted
+            if result.duplicate:
+                continue
+            if self.incidents is not None and (result.incidents or result.requests):
+                self.incidents.opened(item.event.id, result.incidents, result.requests)
+            self.dispatcher.offer(Job(d, item.event) for d in result.deliveries)

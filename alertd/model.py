@@ -58,6 +58,7 @@ class Envelope:
     payload: dict[str, Any]
     severity: Severity
     idempotency_key: str | None = None
+    actions: tuple[tuple[str, str], ...] = ()  # (name, label): approvals this event asks for
 
     def as_match_target(self) -> dict[str, Any]:
         """What route conditions look into: the envelope as the producer sent it."""
@@ -141,3 +142,4 @@ class Message:
     summary: str
     fields: tuple[tuple[str, str], ...] = ()
     link: str | None = None
+    actions: tuple[tuple[str, str], ...] = ()  # (label, url): acknowledge or approve links

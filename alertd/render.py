@@ -65,7 +65,7 @@ SUMMARY_KEYS = ("summary", "message", "title", "description", "text")
 
 
 def render(event: Event, delivery_id: int, attempt: int, public_url: str,
-           template: MessageTemplate | None = None) -> Message:
+           template: MessageTemplate | None = None, actions: tuple[tuple[str, str], ...] = ()) -> Message:
     link = f"{public_url.rstrip('/')}/ui/events/{event.id}"
     title = f"[{event.severity.label.upper()}] {event.name}"
     summary = summary_of(event.payload) or event.name
@@ -75,8 +75,11 @@ def render(event: Event, delivery_id: int, attempt: int, public_url: str,
                    "link": link}
         title = _apply(template.title, context, title)
         summary = _apply(template.body, context, summary)
+    if actions:
+        # every channel shows the summary, so the links reach every channel; chat clients link URLs
+        summary = summary + "\n" + "\n".join(f"{label}: {url}" for label, url in actions)
     return Message(event=event, delivery_id=delivery_id, attempt=attempt, title=title, summary=summary,
-                   fields=fields_of(event.payload), link=link)
+                   fields=fields_of(event.payload), link=link, actions=actions)
 
 
 def summary_of(payload: dict[str, Any]) -> str:

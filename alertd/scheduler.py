@@ -19,6 +19,7 @@ from alertd import checks as logic
 from alertd.checks import CheckDecl, CheckState, Emit, PingKind, Transition
 from alertd.clock import Clock
 from alertd.dispatch import Dispatcher, Job
+from alertd.incidents import Incidents
 from alertd.model import Envelope, Severity, event_id_bound
 from alertd.store import NewEvent, Store, Stored
 from alertd.store import scheduler_ops as ops
@@ -26,7 +27,7 @@ from alertd.store.reads import check_rows, expectation, waiting_expectations
 
 log = structlog.get_logger("alertd.scheduler")
 
-TimerKind = Literal["deadline", "runtime", "expectation", "retention"]
+TimerKind = Literal["deadline", "runtime", "expectation", "retention", "incident"]
 Prepare = Callable[[Sequence[Envelope], str], list[NewEvent]]
 RETENTION_EVERY_S = 3600.0
 RETENTION_BATCH = 500
@@ -88,6 +89,13 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._running = False
+        self.incidents: Incidents | None = None
+        self.committed: Callable[[Sequence[NewEvent], Sequence[Stored]], None] | None = None
+
+    def attach(self, incidents: Incidents) -> None:
+        """Escalation steps ride on this timer heap."""
+        self.incidents = incidents
+        incidents.schedule = lambda due, key: self._schedule(due, "incident", key)
 
     # ---- life cycle ----------------------------------------------------------------------------
 
@@ -106,6 +114,9 @@ class Scheduler:
                               row.managed))
         for key, deadline in await waiting_expectations(self.store.read):
             self.timers.push(deadline, "expectation", key)
+        if self.incidents is not None:
+            for due, key in await self.incidents.start():
+                self.timers.push(due, "incident", key)
         self.timers.push(self.clock.now() + 60.0, "retention", "")
         self._running = True
         self._task = asyncio.create_task(self._loop(), name="scheduler")
@@ -141,6 +152,9 @@ class Scheduler:
             self.timers.push(self.clock.now() + RETENTION_EVERY_S, "retention", "")
         elif kind == "expectation":
             await self._expectation_deadline(key)
+        elif kind == "incident":
+            if self.incidents is not None:
+                await self.incidents.step(key)
         else:
             check = self.checks.get(key)
             if check is None:
@@ -252,6 +266,9 @@ class Scheduler:
         return self.prepare([Envelope(e.name, e.payload, e.severity) for e in emits], SOURCE)
 
     def _offer(self, events: Sequence[NewEvent], stored: Sequence[Stored]) -> None:
+        if self.committed is not None:
+            self.committed(events, stored)  # the same after-commit path as a producer's events
+            return
         for item, result in zip(events, stored, strict=True):
             if not result.duplicate:
                 self.dispatcher.offer(Job(d, item.event) for d in result.deliveries)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from alertd.api import admin, checks, events, health, hooks, manage, openapi
+from alertd.api import admin, checks, events, health, hooks, links, manage, openapi, silences
 from alertd.api.auth import auth_middleware
 from alertd.api.errors import error_middleware
 from alertd.api.state import MAX_BODY, RUNTIME, Runtime
@@ -56,4 +56,15 @@ def build_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/v1/admin/catalog", manage.catalog)
     app.router.add_post("/v1/admin/reload", manage.reload_config)
     app.router.add_get("/v1/admin/openapi.json", openapi.serve)
+    app.router.add_get("/v1/admin/incidents", manage.list_incidents)
+    app.router.add_post("/v1/admin/incidents/{id}/ack", manage.ack_incident)
+    app.router.add_get("/v1/admin/audit", manage.list_audit)
+    app.router.add_get("/v1/admin/silences", silences.list_silences)
+    app.router.add_post("/v1/admin/silences", silences.create_silence)
+    app.router.add_get("/v1/admin/silences/{id}", silences.get_silence)
+    app.router.add_delete("/v1/admin/silences/{id}", silences.expire_silence)
+    app.router.add_get("/ack/{token}", links.ack_preview)
+    app.router.add_post("/ack/{token}", links.ack_post)
+    app.router.add_get("/approve/{token}", links.approve_preview)
+    app.router.add_post("/approve/{token}", links.approve_post)
     return app

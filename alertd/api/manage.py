@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from alertd.api import params, serialize
 from alertd.api.errors import ApiError, json_response
 from alertd.api.events import parse_json
-from alertd.api.state import RUNTIME, Runtime
+from alertd.api.state import API_KEY, RUNTIME, Runtime
 from alertd.changes import ChangeError, Changes
 from alertd.channels import ChannelConfig, PermanentError, RetryableError
 from alertd.config import ConfigError, load_config
@@ -23,9 +23,9 @@ from alertd.netguard import redact_url
 from alertd.render import render
 from alertd.routing import explain_route
 from alertd.secrets import mask
-from alertd.store import DeliveryFilter
+from alertd.store import DeliveryFilter, silence_ops
 from alertd.store import admin_ops as ops
-from alertd.store.reads import api_keys, event_counts_since
+from alertd.store.reads import api_keys, audit_rows, event_counts_since, incident, incidents
 
 SECRET_REFS = ("env:", "file:", "cred:")
 MAX_BULK = 10_000
@@ -240,9 +240,12 @@ async def list_keys(request: web.Request) -> web.Response:
 async def create_key(request: web.Request) -> web.Response:
     body = await body_of(request, frozenset({"name", "role", "events"}))
     name, role, events = body.get("name"), body.get("role", "producer"), body.get("events", ["*"])
-    for field, value, kind in (("name", name, str), ("role", role, str), ("events", events, list)):
-        if not isinstance(value, kind):
-            raise ApiError(400, "invalid_body", f"{field} must be a {'list' if kind is list else 'string'}", field)
+    if not isinstance(name, str):
+        raise ApiError(400, "invalid_body", "name must be a string", "name")
+    if not isinstance(role, str):
+        raise ApiError(400, "invalid_body", "role must be a string", "role")
+    if not isinstance(events, list):
+        raise ApiError(400, "invalid_body", "events must be a list of event patterns", "events")
     try:
         created = await changes(request).create_key(name, role, events)
     except ChangeError as exc:
@@ -348,3 +351,42 @@ async def reload_from_file(runtime: Runtime) -> None:
     config = load_config(runtime.config.source)
     await runtime.changes.reload(config)
     await runtime.scheduler.sync_config(config.settings.checks)
+    await silence_ops.apply_config(runtime.silences, runtime.store, config.settings.silences)
+
+
+# ---- incidents and audit ------------------------------------------------------------------------
+
+def incident_view(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "severity": Severity(row["severity"]).label, "opened_at": iso(row["opened_at"]),
+            "next_step_at": iso(row["next_step_at"]), "acked_at": iso(row["acked_at"])}
+
+
+async def list_incidents(request: web.Request) -> web.Response:
+    state = request.rel_url.query.get("state")
+    if state is not None and state not in ("open", "acked"):
+        raise ApiError(400, "invalid_parameter", "state must be open or acked", "state")
+    rows = await incidents(request.app[RUNTIME].store.read, state, params.limit(request.rel_url.query, 100))
+    return json_response({"incidents": [incident_view(r) for r in rows]})
+
+
+async def ack_incident(request: web.Request) -> web.Response:
+    raw = request.match_info["id"]
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise ApiError(404, "not_found", "no such incident")
+    runtime = request.app[RUNTIME]
+    result = await runtime.incidents.ack(int(raw), f"key:{request[API_KEY].name}")
+    if result.outcome == "missing":
+        raise ApiError(404, "not_found", "no such incident")
+    if result.outcome != "acked":
+        raise ApiError(409, "conflict", f"incident {raw} is already {result.state}")
+    found = await incident(runtime.store.read, int(raw))
+    assert found is not None
+    return json_response(incident_view(found))
+
+
+async def list_audit(request: web.Request) -> web.Response:
+    q = request.rel_url.query
+    limit = params.limit(q, 100)
+    rows = await audit_rows(request.app[RUNTIME].store.read, params.instant(q, "since"), params.int_cursor(q), limit)
+    next_cursor = str(rows[-1]["id"]) if len(rows) == limit else None
+    return json_response({"audit": [{**r, "at": iso(r["at"])} for r in rows], "next_cursor": next_cursor})

@@ -11,10 +11,12 @@ from alertd.auth import ApiKey
 from alertd.changes import Changes
 from alertd.config import Config
 from alertd.dispatch import Dispatcher
+from alertd.incidents import Incidents
 from alertd.ingest import Ingest
 from alertd.live import Live
 from alertd.replay import Replayer
 from alertd.scheduler import Scheduler
+from alertd.silences import SilenceBook
 from alertd.store import Store
 
 
@@ -28,6 +30,8 @@ class Runtime:
     live: Live
     changes: Changes
     scheduler: Scheduler
+    incidents: Incidents
+    silences: SilenceBook = field(default_factory=SilenceBook)
     accepting: bool = True
     started_at: float = field(default=0.0)
 

@@ -59,6 +59,7 @@ def webhook_body(message: Message) -> bytes:
         "severity": event.severity.label,
         "payload": event.payload,
         "created_at": iso(event.created_at),
+        **({"links": [{"label": label, "url": url} for label, url in message.actions]} if message.actions else {}),
     })
 
 

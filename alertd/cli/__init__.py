@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from alertd import __version__
-from alertd.cli import history, local, manage
+from alertd.cli import history, local, manage, silence
 from alertd.cli.output import CliError
 from alertd.client import ClientError
 from alertd.config import ConfigError
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.register(sub)
     history.register(sub)
     manage.register(sub)
+    silence.register(sub)
     return parser
 
 

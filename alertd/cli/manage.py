@@ -43,6 +43,20 @@ def register(sub: Any) -> None:
     revoke.add_argument("name")
     revoke.add_argument("--yes", action="store_true", help="confirm")
 
+    incidents = verbs(subparser(sub, "incidents", "incidents opened by escalating routes"))
+    inc_list = _simple(incidents, "list", "incidents, newest first (default: open ones)", cmd_incidents_list,
+                       "  alertd incidents list\n  alertd incidents list --state acked")
+    inc_list.add_argument("--state", choices=["open", "acked"], default="open")
+    ack = subparser(sub, "ack", "acknowledge an incident: its remaining escalation steps stop",
+                    "  alertd ack 17")
+    add_remote_args(ack)
+    ack.add_argument("incident_id", type=int)
+    ack.set_defaults(run=cmd_ack)
+    audit = verbs(subparser(sub, "audit", "the audit trail: incident transitions, acks, approvals, escalations"))
+    audit_list = _simple(audit, "list", "audit rows, newest first", cmd_audit_list, "  alertd audit list --since 1d")
+    audit_list.add_argument("--since")
+    audit_list.add_argument("--limit", type=int, default=100)
+
     reload = subparser(sub, "reload", "re-read the daemon's config file (like SIGHUP); a bad file changes nothing")
     add_remote_args(reload)
     reload.set_defaults(run=cmd_reload)
@@ -210,5 +224,34 @@ def cmd_emit(args: argparse.Namespace) -> int:
             print(f"{data['id']} (duplicate: already accepted, not sent again)")
         else:
             print(f"{data['id']} accepted: {data['deliveries']} deliveries")
+        return 0
+    return remote(args, work)
+
+
+def cmd_incidents_list(args: argparse.Namespace) -> int:
+    async def work(client: AdminClient) -> int:
+        data = await client.call("GET", "/v1/admin/incidents", params={"state": args.state})
+        rows = [(i["id"], i["event"], i["severity"], i["route"], i["state"], i["step"], i["opened_at"],
+                 i["next_step_at"], i["acked_by"]) for i in data["incidents"]]
+        emit_json(data) if args.json else table(
+            None, ["id", "event", "severity", "route", "state", "step", "opened", "next step", "acked by"], rows)
+        return 0
+    return remote(args, work)
+
+
+def cmd_ack(args: argparse.Namespace) -> int:
+    async def work(client: AdminClient) -> int:
+        data = await client.call("POST", f"/v1/admin/incidents/{args.incident_id}/ack")
+        emit_json(data) if args.json else print(f"incident {args.incident_id} acknowledged ({data['event']})")
+        return 0
+    return remote(args, work)
+
+
+def cmd_audit_list(args: argparse.Namespace) -> int:
+    async def work(client: AdminClient) -> int:
+        data = await client.call("GET", "/v1/admin/audit", params={"since": args.since, "limit": args.limit})
+        rows = [(a["at"], a["what"], a["subject"], a["actor"], orjson.dumps(a["detail"]).decode())
+                for a in data["audit"]]
+        emit_json(data) if args.json else table(None, ["when", "what", "subject", "by", "detail"], rows)
         return 0
     return remote(args, work)

@@ -9,40 +9,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from alertd.model import Event, Origin
-from alertd.store.ops import DeliveryIds, NewEvent, Stored, add_deliveries, insert_events
-
-
-def audit(conn: sqlite3.Connection, what: str, subject: str, actor: str, detail: dict[str, Any], now: float) -> None:
-    conn.execute("INSERT INTO audit (at, what, subject, actor, detail) VALUES (?, ?, ?, ?, ?)",
-                 (now, what, subject, actor, orjson.dumps(detail).decode()))
+from alertd.store.ops import DeliveryIds, NewEvent, Stored, add_deliveries, audit, insert_events
 
 
 def claim_token(conn: sqlite3.Connection, jti: str, now: float) -> bool:
     """False if the link was used before."""
     return conn.execute("INSERT OR IGNORE INTO used_tokens (jti, used_at) VALUES (?, ?)", (jti, now)).rowcount == 1
-
-
-@dataclass(frozen=True, slots=True)
-class NewIncident:
-    event_id: str
-    route: str
-    first_step_at: float
-
-
-def open_incidents(conn: sqlite3.Connection, incidents: Sequence[NewIncident], actor: str, now: float) -> list[int]:
-    ids = []
-    for incident in incidents:
-        cursor = conn.execute("INSERT INTO incidents (event_id, route, state, opened_at, step, next_step_at) "
-                              "VALUES (?, ?, 'open', ?, 0, ?)",
-                              (incident.event_id, incident.route, now, incident.first_step_at))
-        assert cursor.lastrowid is not None
-        ids.append(cursor.lastrowid)
-        audit(conn, "incident.opened", f"incident:{cursor.lastrowid}", actor,
-              {"event_id": incident.event_id, "route": incident.route}, now)
-    return ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,17 +50,6 @@ def escalate(conn: sqlite3.Connection, incident_id: int, step: int, event: Event
     audit(conn, "incident.escalated", f"incident:{incident_id}", "scheduler",
           {"step": step + 1, "channels": list(channels)}, now)
     return created
-
-
-def create_action_requests(conn: sqlite3.Connection, event_id: str, incident_id: int | None,
-                           actions: Sequence[tuple[str, str]], now: float) -> list[int]:
-    ids = []
-    for name, label in actions:
-        cursor = conn.execute("INSERT INTO action_requests (incident_id, event_id, action, label, state, created_at) "
-                              "VALUES (?, ?, ?, ?, 'pending', ?)", (incident_id, event_id, name, label, now))
-        assert cursor.lastrowid is not None
-        ids.append(cursor.lastrowid)
-    return ids
 
 
 @dataclass(frozen=True, slots=True)

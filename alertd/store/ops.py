@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -31,16 +31,42 @@ class DeliveryIds:
 
 
 @dataclass(frozen=True, slots=True)
+class DedupClaim:
+    """A matched route with a window (`suppress_for`): its rendered key and the channels it reaches."""
+
+    route: str
+    key: str
+    window: float
+    channels: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class NewEvent:
+    """An event to store with one delivery per channel. Storm control, decided at routing time:
+    `silenced_by` (a silence id) skips every delivery; `claims` are the dedup windows of the matched
+    routes, and `unclaimed` the channels also reached by a route without one (never suppressed)."""
+
     event: Event
     channels: tuple[str, ...]
+    claims: tuple[DedupClaim, ...] = ()
+    unclaimed: frozenset[str] = frozenset()
+    silenced_by: int | None = None
+    escalations: tuple[tuple[str, float], ...] = ()  # (route, seconds to its first step): opens incidents
+    actions: tuple[tuple[str, str], ...] = ()  # (name, label): approval requests to open
 
 
 @dataclass(frozen=True, slots=True)
 class Stored:
     event_id: str
     duplicate: bool
-    deliveries: list[Delivery]
+    deliveries: list[Delivery]  # to dispatch
+    skipped: list[Delivery] = field(default_factory=list)  # recorded `skipped`, never dispatched
+    incidents: list[tuple[int, float]] = field(default_factory=list)  # (id, first step at)
+    requests: list[tuple[int, str]] = field(default_factory=list)  # (approval request id, label)
+
+
+SILENCED = "silenced"
+SUPPRESSED = "suppressed"
 
 
 def insert_events(conn: sqlite3.Connection, items: Sequence[NewEvent], ids: DeliveryIds,
@@ -48,6 +74,9 @@ def insert_events(conn: sqlite3.Connection, items: Sequence[NewEvent], ids: Deli
     results: list[Stored] = []
     event_rows: list[tuple[object, ...]] = []
     delivery_rows: list[tuple[object, ...]] = []
+    # windows opened earlier in this call: first delivery id → channel → delivery id. Their rows are not
+    # inserted yet (one executemany at the end), so an event they suppress finds its reference here.
+    opened: dict[int, dict[str, int]] = {}
     for item in items:
         event = item.event
         if event.idempotency_key is not None:
@@ -61,11 +90,107 @@ def insert_events(conn: sqlite3.Connection, items: Sequence[NewEvent], ids: Deli
         event_rows.append((event.id, event.name, int(event.severity), orjson.dumps(event.payload).decode(),
                            event.created_at, event.source, event.idempotency_key, len(item.channels)))
         deliveries = _new_deliveries(event, item.channels, ids, now, Origin.ROUTE, None)
+        skipped = _storm_control(conn, item, deliveries, now, opened)
         delivery_rows.extend(_delivery_row(d) for d in deliveries)
-        results.append(Stored(event.id, False, deliveries))
+        incidents, requests = _human_loop(conn, item, now)
+        results.append(Stored(event.id, False, [d for d in deliveries if d.state is not DeliveryState.SKIPPED],
+                              skipped, incidents, requests))
     conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)", event_rows)
     conn.executemany(_INSERT_DELIVERY, delivery_rows)
     return results
+
+
+def _human_loop(conn: sqlite3.Connection, item: NewEvent,
+                now: float) -> tuple[list[tuple[int, float]], list[tuple[int, str]]]:
+    """Incidents for escalating routes and approval requests, in the event's own transaction: an
+    event is never stored without the escalation it asked for."""
+    if item.silenced_by is not None or not (item.escalations or item.actions):
+        return [], []
+    incidents = []
+    for route, first_after in item.escalations:
+        cursor = conn.execute("INSERT INTO incidents (event_id, route, state, opened_at, step, next_step_at) "
+                              "VALUES (?, ?, 'open', ?, 0, ?)", (item.event.id, route, now, now + first_after))
+        assert cursor.lastrowid is not None
+        incidents.append((cursor.lastrowid, now + first_after))
+        audit(conn, "incident.opened", f"incident:{cursor.lastrowid}", item.event.source,
+              {"event_id": item.event.id, "route": route}, now)
+    first_incident = incidents[0][0] if incidents else None
+    requests = []
+    for name, label in item.actions:
+        cursor = conn.execute("INSERT INTO action_requests (incident_id, event_id, action, label, state, created_at) "
+                              "VALUES (?, ?, ?, ?, 'pending', ?)", (first_incident, item.event.id, name, label, now))
+        assert cursor.lastrowid is not None
+        requests.append((cursor.lastrowid, label))
+    return incidents, requests
+
+
+def audit(conn: sqlite3.Connection, what: str, subject: str, actor: str, detail: dict[str, object],
+          now: float) -> None:
+    conn.execute("INSERT INTO audit (at, what, subject, actor, detail) VALUES (?, ?, ?, ?, ?)",
+                 (now, what, subject, actor, orjson.dumps(detail).decode()))
+
+
+def _storm_control(conn: sqlite3.Connection, item: NewEvent, deliveries: list[Delivery], now: float,
+                   opened: dict[int, dict[str, int]]) -> list[Delivery]:
+    """Marks the deliveries a silence or an open dedup window skips; opens the windows of the routes
+    that were not suppressed. Returns the skipped ones. Exact under concurrency: only this thread writes."""
+    if item.silenced_by is not None:
+        for d in deliveries:
+            _skip(d, SILENCED, item.silenced_by)
+        return list(deliveries)
+    if not item.claims:
+        return []
+    suppressed = _open_windows(conn, item.claims, now)
+    skipped = []
+    for d in deliveries:
+        if d.channel in item.unclaimed:
+            continue
+        reaching = [c for c in item.claims if d.channel in c.channels]
+        if reaching and all(c.route in suppressed for c in reaching):
+            first = reaching[0]
+            _skip(d, SUPPRESSED, _sent_on(conn, suppressed[first.route], first, d.channel, opened))
+            skipped.append(d)
+    sent = {d.channel: d.id for d in deliveries if d.state is not DeliveryState.SKIPPED}
+    for claim in item.claims:
+        first_id = sent.get(claim.channels[0]) if claim.channels else None
+        if claim.route in suppressed or first_id is None:
+            continue
+        conn.execute("INSERT INTO dedup (route, key, delivery_id, until) VALUES (?, ?, ?, ?) "
+                     "ON CONFLICT (route, key) DO UPDATE SET delivery_id = excluded.delivery_id, "
+                     "until = excluded.until", (claim.route, claim.key, first_id, now + claim.window))
+        opened[first_id] = sent
+    return skipped
+
+
+def _open_windows(conn: sqlite3.Connection, claims: Sequence[DedupClaim], now: float) -> dict[str, int]:
+    """route → the delivery that went out, for each claim whose window is still open."""
+    suppressed = {}
+    for claim in claims:
+        row = conn.execute("SELECT delivery_id, until FROM dedup WHERE route = ? AND key = ?",
+                           (claim.route, claim.key)).fetchone()
+        if row is not None and row[1] > now:
+            suppressed[claim.route] = int(row[0])
+    return suppressed
+
+
+def _sent_on(conn: sqlite3.Connection, first_id: int, claim: DedupClaim, channel: str,
+             opened: dict[int, dict[str, int]]) -> int:
+    """The delivery that went out on this channel when the window opened. The dedup row keeps the
+    first channel's; another channel's is its sibling in the same event (if the route's channels
+    changed since, the first one stands in)."""
+    if channel == claim.channels[0]:
+        return first_id
+    siblings = opened.get(first_id)
+    if siblings is not None:
+        return siblings.get(channel, first_id)
+    row = conn.execute("SELECT s.id FROM deliveries d JOIN deliveries s ON s.event_id = d.event_id "
+                       "WHERE d.id = ? AND s.channel = ? AND s.origin = 'route' ORDER BY s.id LIMIT 1",
+                       (first_id, channel)).fetchone()
+    return int(row[0]) if row is not None else first_id
+
+
+def _skip(d: Delivery, reason: str, ref: int) -> None:
+    d.state, d.reason, d.reason_ref = DeliveryState.SKIPPED, reason, ref
 
 
 def _claim_idempotency(conn: sqlite3.Connection, key: str, event_id: str, now: float) -> str | None:
@@ -79,12 +204,13 @@ def _claim_idempotency(conn: sqlite3.Connection, key: str, event_id: str, now: f
 
 
 _INSERT_DELIVERY = ("INSERT INTO deliveries (id, event_id, channel, severity, state, attempts, next_attempt_at, "
-                    "created_at, updated_at, origin, replay_of) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)")
+                    "created_at, updated_at, origin, replay_of, reason, reason_ref) "
+                    "VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)")
 
 
 def _delivery_row(d: Delivery) -> tuple[object, ...]:
     return (d.id, d.event_id, d.channel, int(d.severity), d.state.value, d.next_attempt_at, d.created_at,
-            d.created_at, d.origin.value, d.replay_of)
+            d.created_at, d.origin.value, d.replay_of, d.reason, d.reason_ref)
 
 
 def _new_deliveries(event: Event, channels: Sequence[str], ids: DeliveryIds, now: float, origin: Origin,

@@ -33,7 +33,9 @@ from alertd.scheduler import Check
 
 DOC_PATH = Path(openapi.__file__).with_name(openapi.DOCUMENT)
 OPENAPI_PATH = "/v1/admin/openapi.json"
-DOCUMENTED_PREFIXES = ("/v1/", "/health", "/ready", "/metrics", "/ui", "/ack")
+DOCUMENTED_PREFIXES = ("/v1/", "/health", "/ready", "/metrics", "/ui", "/ack", "/approve")
+# Pages a person opens from a message: the signed token is the credential, and they answer HTML.
+LINK_PAGES = ("/ack/{token}", "/approve/{token}")
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 INGEST_PATHS = ("/v1/events", "/v1/hooks/alertmanager", "/v1/hooks/{name}")
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
@@ -178,7 +180,7 @@ def test_info_servers_and_security(doc: dict[str, Any]) -> None:
     assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
     assert doc["security"] == [{"apiKey": []}, {"bearer": []}]
     for path, method, operation in operations(doc):
-        if path in ("/health", "/ready"):
+        if path in ("/health", "/ready", *LINK_PAGES):
             assert operation["security"] == [], f"{method} {path} needs no key"
         else:
             assert "security" not in operation, f"{method} {path} must keep the global key requirement"
@@ -199,6 +201,9 @@ def test_every_error_response_is_the_error_schema(doc: dict[str, Any]) -> None:
         responses = operation["responses"]
         for code, response in responses.items():
             if code[0] not in "45" or (path, method, code) in NOT_ERROR_SHAPED:
+                continue
+            if path in LINK_PAGES:
+                assert "text/html" in deref(doc, response)["content"], f"{method} {path} {code} is a page"
                 continue
             response = deref(doc, response)
             assert response["content"] == {"application/json": {"schema": ERROR_REF}}, f"{method} {path} {code}"
