@@ -4,6 +4,7 @@ only previews, a POST acts."""
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -89,7 +90,7 @@ class Incidents:
         return verify(self.secret, token, kind, self.clock.now())  # type: ignore[arg-type]
 
     async def ack(self, incident_id: int, actor: str, jti: str | None = None) -> ops.AckResult:
-        now = self.clock.now()
+        now = time.time()  # rows carry wall time; the clock only decides when timers fire
         result = await self.store.writer.submit(lambda c: ops.ack(c, incident_id, actor, jti, now))
         if result.outcome == "acked":
             found = await incident(self.store.read, incident_id)
@@ -126,7 +127,7 @@ class Incidents:
         if event is None:
             return
         following = found["opened_at"] + steps[step + 1].after_s if step + 1 < len(steps) else None
-        now = self.clock.now()
+        now = time.time()
         channels = steps[step].channels
         created = await self.store.writer.submit(
             lambda c: ops.escalate(c, int(key), step, event, channels, following, self.store.ids, now))
@@ -152,7 +153,7 @@ class Incidents:
                 "event_id": original.id, "event": original.name, "approved_by": actor,
                 "original_payload": original.payload,
             }, Severity.WARNING)], "approval")
-        now = self.clock.now()
+        now = time.time()
         result = await self.store.writer.submit(
             lambda c: ops.approve(c, claim.subject, actor, claim.jti, approved, self.store.ids, now))
         if result.outcome == "used":

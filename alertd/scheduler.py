@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -250,7 +251,8 @@ class Scheduler:
         """Persists the new state, the ping and the emitted events in one transaction, then offers
         the deliveries and re-arms the timers."""
         events = self._events(transition.emits)
-        name, state, now = check.decl.name, transition.state, self.clock.now()
+        # the clock decides when timers fire; rows the dispatcher reads carry wall time
+        name, state, now = check.decl.name, transition.state, time.time()
         stored = await self.store.writer.submit(
             lambda c: ops.apply_check(c, name, state, ping, events, self.store.ids, now))
         check.state = state
@@ -313,7 +315,7 @@ class Scheduler:
             prepared.extend(self._events(emits))
             return prepared
 
-        now = self.clock.now()
+        now = time.time()
         resolution, stored = await self.store.writer.submit(
             lambda c: ops.resolve_expectation(c, key, new_state, now, events_for, self.store.ids))
         self._offer(prepared, stored)
