@@ -23,6 +23,7 @@ class ApiKey:
     role: Role
     events: tuple[str, ...]
     sha256: str
+    rate: str | None = None  # "100/s": requests this key may make; None = no limit
 
     @property
     def is_admin(self) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from alertd.auth import hash_key, new_key
+from alertd.channels.base import parse_rate
 from alertd.config import Config, ConfigError, RouteDecl, build_channels, build_routes, describe_validation_error
 from alertd.live import Live, build_snapshot
 from alertd.routing import valid_pattern
@@ -140,11 +141,16 @@ class Changes:
 
     # ---- keys -----------------------------------------------------------------------------------
 
-    async def create_key(self, name: str, role: str, events: list[str]) -> CreatedKey:
+    async def create_key(self, name: str, role: str, events: list[str], rate: str | None = None) -> CreatedKey:
         if not name or len(name) > 63 or name[0] not in NAME_CHARS[:36] or any(c not in NAME_CHARS for c in name):
             raise ChangeError(400, "invalid_body", "name: lowercase letters, digits, _ . - (at most 63)", "name")
         if role not in ("producer", "admin"):
             raise ChangeError(400, "invalid_body", "role must be producer or admin", "role")
+        if rate is not None:
+            try:
+                parse_rate(rate)
+            except (ValueError, TypeError, AttributeError):
+                raise ChangeError(400, "invalid_body", "rate: e.g. '100/s', '6000/m'", "rate") from None
         bad = [p for p in events if not isinstance(p, str) or not valid_pattern(p)]
         if not events or len(events) > 100 or bad:
             raise ChangeError(400, "invalid_body", "events: 1 to 100 event names, 'prefix.*' or '*'", "events")
@@ -154,9 +160,9 @@ class Changes:
                 raise ChangeError(409, "conflict", f"a key named {name!r} exists (names are never reused)", "name")
             plaintext = new_key()
             prefix, digest, now = plaintext[:12], hash_key(plaintext), time.time()
-            await self.store.writer.submit(lambda c: ops.insert_key(c, name, prefix, digest, role, events, now))
+            await self.store.writer.submit(lambda c: ops.insert_key(c, name, prefix, digest, role, events, now, rate))
             await self._rebuild()
-        return CreatedKey(plaintext, KeyRow(name, prefix, digest, role, tuple(events), now, None, None))
+        return CreatedKey(plaintext, KeyRow(name, prefix, digest, role, tuple(events), now, None, None, rate))
 
     async def revoke_key(self, name: str) -> None:
         async with self._lock:

@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from alertd.adapters.hooks import CompiledHook, HookDecl, compile_hooks
 from alertd.channels import REGISTRY, ChannelConfig
+from alertd.channels.base import parse_rate
 from alertd.checks import CheckDecl
 from alertd.conditions import ConditionError, parse_conditions
 from alertd.dedup import compile_dedup_key
@@ -143,6 +144,14 @@ class KeyDecl(BaseModel):
     key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     role: Literal["producer", "admin"] = "producer"
     events: list[str] = Field(default_factory=lambda: ["*"], max_length=100)
+    rate: str | None = None  # "100/s", "6000/m": requests per key; more get 429 with Retry-After
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_rate(value)
+        return value
 
     @model_validator(mode="after")
     def _one_key(self) -> KeyDecl:

@@ -13,9 +13,11 @@ import structlog
 
 from alertd.auth import ApiKey, KeyRing, hash_key
 from alertd.channels import REGISTRY, BaseChannel, ChannelConfig, HttpSender
+from alertd.channels.base import parse_rate, rate_burst
 from alertd.config import CatalogDecl, Config, ConfigError, RouteDecl, build_channels, build_routes
 from alertd.ingest import RouteTable
 from alertd.model import Severity
+from alertd.ratelimit import TokenBucket
 from alertd.store import Store
 from alertd.store.reads import api_channels, api_keys, api_routes
 
@@ -46,7 +48,7 @@ class Snapshot:
 def config_keys(config: Config) -> list[ApiKey]:
     s = config.settings
     keys = [ApiKey(k.name, k.role, tuple(k.events),
-                   hash_key(k.key.get_secret_value()) if k.key is not None else (k.key_sha256 or ""))
+                   hash_key(k.key.get_secret_value()) if k.key is not None else (k.key_sha256 or ""), k.rate)
             for k in s.keys]
     if s.admin_key is not None:
         keys.append(ApiKey("admin", "admin", ("*",), hash_key(s.admin_key.get_secret_value())))
@@ -97,7 +99,7 @@ async def build_snapshot(config: Config, store: Store, *, strict: bool = False) 
     for key_row in await api_keys(store.read):
         if key_row.revoked_at is None and key_row.name not in key_managed:
             role: Literal["admin", "producer"] = "admin" if key_row.role == "admin" else "producer"
-            keys.append(ApiKey(key_row.name, role, key_row.events, key_row.sha256))
+            keys.append(ApiKey(key_row.name, role, key_row.events, key_row.sha256, key_row.rate))
             key_managed[key_row.name] = "api"
     return Snapshot(config=config, channels=channels, channel_managed=channel_managed, channel_raw=raw_channels,
                     route_decls=tuple(decls), route_managed=route_managed, routes=RouteTable(routes),
@@ -114,6 +116,7 @@ class Live:
         self._instances(snapshot)
         self.listeners: list[Callable[[dict[str, BaseChannel]], None]] = []
         self.key_last_used: dict[str, float] = {}
+        self._buckets: dict[str, tuple[str, TokenBucket]] = {}  # key name → (its rate, its bucket)
 
     def _instances(self, snapshot: Snapshot) -> dict[str, BaseChannel]:
         fresh = {}
@@ -132,6 +135,16 @@ class Live:
             listener(channels)
         log.info("config_applied", channels=len(channels), routes=len(snapshot.route_decls),
                  keys=len(snapshot.keyring))
+
+    def throttle(self, key: ApiKey, now: float) -> float:
+        """0 if the key may make this request now, else the seconds until it may."""
+        if key.rate is None:
+            return 0.0
+        held = self._buckets.get(key.name)
+        if held is None or held[0] != key.rate:  # new, or its rate changed in a reload
+            per_second = parse_rate(key.rate)
+            held = self._buckets[key.name] = (key.rate, TokenBucket(per_second, burst=rate_burst(key.rate)))
+        return held[1].try_take(now)
 
     def lookup_key(self, presented: str) -> ApiKey | None:
         key = self.snapshot.keyring.lookup(presented)

@@ -25,3 +25,14 @@ class TokenBucket:
         if self.tokens >= 0:
             return 0.0
         return -self.tokens / self.rate
+
+    def try_take(self, now: float) -> float:
+        """Takes a token if there is one (returns 0); otherwise takes nothing and returns how long until
+        there will be one. For refusing requests: a refused request must not use up the budget."""
+        if self.updated:
+            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate

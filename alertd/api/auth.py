@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 from aiohttp import web
@@ -26,5 +28,9 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
                               headers={"WWW-Authenticate": "Bearer"})
     if path.startswith("/v1/admin/") and not key.is_admin:
         return error_response(403, "forbidden", "this path needs an admin key")
+    wait = request.app[RUNTIME].live.throttle(key, time.monotonic())
+    if wait > 0:
+        return error_response(429, "rate_limited", f"key {key.name!r} is over its rate ({key.rate})",
+                              headers={"Retry-After": str(max(1, math.ceil(wait)))})
     request[API_KEY] = key
     return await handler(request)

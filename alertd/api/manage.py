@@ -223,23 +223,27 @@ async def list_keys(request: web.Request) -> web.Response:
     rows = []
     if snapshot.config.settings.admin_key is not None:
         rows.append({"name": "admin", "managed": "config", "prefix": None, "role": "admin", "events": ["*"],
-                     "created_at": None, "last_used_at": iso(runtime.live.key_last_used.get("admin")),
+                     "rate": None, "created_at": None, "last_used_at": iso(runtime.live.key_last_used.get("admin")),
                      "revoked_at": None, "note": "the bootstrap key from admin_key / ALERTD_ADMIN_KEY"})
     for key in snapshot.config.settings.keys:
         rows.append({"name": key.name, "managed": "config", "prefix": None, "role": key.role,
-                     "events": key.events, "created_at": None,
+                     "events": key.events, "rate": key.rate, "created_at": None,
                      "last_used_at": iso(runtime.live.key_last_used.get(key.name)), "revoked_at": None})
     for row in await api_keys(runtime.store.read):
         last = max(row.last_used_at or 0, runtime.live.key_last_used.get(row.name, 0)) or None
         rows.append({"name": row.name, "managed": "api", "prefix": row.prefix, "role": row.role,
-                     "events": list(row.events), "created_at": iso(row.created_at), "last_used_at": iso(last),
+                     "events": list(row.events), "rate": row.rate, "created_at": iso(row.created_at),
+                     "last_used_at": iso(last),
                      "revoked_at": iso(row.revoked_at)})
     return json_response({"keys": rows})
 
 
 async def create_key(request: web.Request) -> web.Response:
-    body = await body_of(request, frozenset({"name", "role", "events"}))
+    body = await body_of(request, frozenset({"name", "role", "events", "rate"}))
     name, role, events = body.get("name"), body.get("role", "producer"), body.get("events", ["*"])
+    rate = body.get("rate")
+    if rate is not None and not isinstance(rate, str):
+        raise ApiError(400, "invalid_body", "rate must be a string like '100/s'", "rate")
     if not isinstance(name, str):
         raise ApiError(400, "invalid_body", "name must be a string", "name")
     if not isinstance(role, str):
@@ -247,12 +251,12 @@ async def create_key(request: web.Request) -> web.Response:
     if not isinstance(events, list):
         raise ApiError(400, "invalid_body", "events must be a list of event patterns", "events")
     try:
-        created = await changes(request).create_key(name, role, events)
+        created = await changes(request).create_key(name, role, events, rate)
     except ChangeError as exc:
         raise raise_change(exc) from None
     row = created.row
     return json_response({"name": row.name, "key": created.plaintext, "prefix": row.prefix, "role": row.role,
-                          "events": list(row.events), "created_at": iso(row.created_at),
+                          "events": list(row.events), "rate": row.rate, "created_at": iso(row.created_at),
                           "note": "the key is shown only in this response; store it now"}, status=201)
 
 

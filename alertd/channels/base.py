@@ -103,6 +103,11 @@ class ChannelConfig(BaseModel):
         return value
 
 
+def rate_burst(value: str) -> float:
+    """The N of "N/unit": that many may go at once before the rate applies."""
+    return max(1.0, float(value.partition("/")[0]))
+
+
 def parse_rate(value: str) -> float:
     """"10/s", "30/m", "100/h" → sends per second."""
     count, _, unit = value.partition("/")

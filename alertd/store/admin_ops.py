@@ -36,9 +36,9 @@ def delete_route(conn: sqlite3.Connection, name: str) -> bool:
 
 
 def insert_key(conn: sqlite3.Connection, name: str, prefix: str, sha256: str, role: str,
-               events: Sequence[str], now: float) -> None:
-    conn.execute("INSERT INTO keys (name, prefix, sha256, role, events, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                 (name, prefix, sha256, role, orjson.dumps(list(events)).decode(), now))
+               events: Sequence[str], now: float, rate: str | None = None) -> None:
+    conn.execute("INSERT INTO keys (name, prefix, sha256, role, events, created_at, rate) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 (name, prefix, sha256, role, orjson.dumps(list(events)).decode(), now, rate))
 
 
 def revoke_key(conn: sqlite3.Connection, name: str, now: float) -> bool:

@@ -186,6 +186,10 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 4: per-key request rates
+    """
+    ALTER TABLE keys ADD COLUMN rate TEXT;
+    """,
 )
 
 LATEST = len(MIGRATIONS)

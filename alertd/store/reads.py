@@ -195,6 +195,7 @@ class KeyRow:
     created_at: float
     last_used_at: float | None
     revoked_at: float | None
+    rate: str | None = None
 
 
 async def api_channels(reader: Reader) -> list[ManagedRow]:
@@ -209,9 +210,9 @@ async def api_routes(reader: Reader) -> list[ManagedRow]:
 
 
 async def api_keys(reader: Reader) -> list[KeyRow]:
-    rows = await reader._all("SELECT name, prefix, sha256, role, events, created_at, last_used_at, revoked_at "
+    rows = await reader._all("SELECT name, prefix, sha256, role, events, created_at, last_used_at, revoked_at, rate "
                              "FROM keys ORDER BY created_at, name")
-    return [KeyRow(r[0], r[1], r[2], r[3], tuple(orjson.loads(r[4])), r[5], r[6], r[7]) for r in rows]
+    return [KeyRow(r[0], r[1], r[2], r[3], tuple(orjson.loads(r[4])), r[5], r[6], r[7], r[8]) for r in rows]
 
 
 async def event_counts_since(reader: Reader, since: float) -> dict[str, int]:

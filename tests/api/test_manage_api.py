@@ -184,3 +184,20 @@ async def test_concurrent_creates_of_one_name_make_one(hub):
     results = await asyncio.gather(*(hub.call("POST", "/v1/admin/channels", {
         "name": "dup", "type": "webhook", "url": f"{hub.receiver_url}/d"}) for _ in range(10)))
     assert sorted(status for status, _ in results) == [201] + [409] * 9
+
+
+async def test_a_key_over_its_rate_gets_429_with_retry_after_and_nothing_is_stored(hub):
+    _, created = await hub.call("POST", "/v1/admin/keys", {"name": "slow", "events": ["deploy.*"], "rate": "3/m"})
+    assert created["rate"] == "3/m"
+    statuses = []
+    for n in range(5):
+        async with hub.session.post(f"{hub.base}/v1/events", json={"event": "deploy.done", "payload": {"n": n}},
+                                    headers={"x-api-key": created["key"]}) as response:
+            statuses.append(response.status)
+            if response.status == 429:
+                body = await response.json()
+                assert body["error"]["code"] == "rate_limited" and int(response.headers["Retry-After"]) >= 1
+    assert statuses == [202, 202, 202, 429, 429]
+    _, events = await hub.call("GET", "/v1/admin/events")
+    assert len(events["events"]) == 3
+    assert (await hub.call("POST", "/v1/admin/keys", {"name": "bad", "rate": "fast"}))[0] == 400

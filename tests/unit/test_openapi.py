@@ -361,7 +361,7 @@ async def test_serve_sets_the_running_version(monkeypatch: pytest.MonkeyPatch) -
 async def test_only_admin_keys_get_the_document() -> None:
     keys = {"admin-key": ApiKey("root", "admin", ("*",), "0" * 64),
             "producer-key": ApiKey("ci", "producer", ("*",), "1" * 64)}
-    app = app_with_openapi(fake_runtime(live=SimpleNamespace(lookup_key=keys.get)))
+    app = app_with_openapi(fake_runtime(live=SimpleNamespace(lookup_key=keys.get, throttle=lambda key, now: 0.0)))
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         for headers, status in (({}, 401), ({"x-api-key": "producer-key"}, 403),
                                 ({"x-api-key": "admin-key"}, 200), ({"Authorization": "Bearer admin-key"}, 200)):
