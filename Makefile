@@ -20,6 +20,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check alertd tests bench
 	$(BIN)/mypy alertd
+	scripts/install-browser-deps
 	$(BIN)/pytest
 
 lint: $(STAMP)

@@ -62,10 +62,15 @@ class KeyRing:
 
 
 def presented_key(x_api_key: str | None, authorization: str | None) -> str | None:
+    """The key from either header; None if absent or not text (aiohttp hands non-UTF-8 header bytes
+    through as surrogates, which no key contains)."""
+    key = None
     if x_api_key:
-        return x_api_key.strip()
-    if authorization:
+        key = x_api_key.strip()
+    elif authorization:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-    return None
+            key = token.strip()
+    if key is None or not key.isprintable() or not key.isascii():
+        return None
+    return key

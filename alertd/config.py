@@ -137,6 +137,20 @@ class LogSettings(BaseModel):
     format: Literal["json", "console"] = "json"
 
 
+class MetricsSettings(BaseModel):
+    model_config = _STRICT
+    enabled: bool = True
+    public: bool = False  # true: GET /metrics needs no key (a scraper on a trusted network)
+    token: Secret | None = None  # what a Prometheus scrape config sends as its bearer token
+
+    @field_validator("token")
+    @classmethod
+    def _token_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+
 class KeyDecl(BaseModel):
     model_config = _STRICT
     name: str = Field(pattern=NAME_PATTERN)
@@ -282,6 +296,7 @@ class Settings(BaseSettings):
     redact: RedactSettings = Field(default_factory=RedactSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     admin_key: Secret | None = None
     keys: list[KeyDecl] = Field(default_factory=list)
     channels: list[dict[str, Any]] = Field(default_factory=list)

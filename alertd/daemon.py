@@ -11,6 +11,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from alertd import sdnotify
 from alertd.api.app import build_app
 from alertd.api.manage import reload_from_file
 from alertd.api.state import Runtime
@@ -22,6 +23,7 @@ from alertd.dispatch import Dispatcher
 from alertd.incidents import Incidents
 from alertd.ingest import Ingest
 from alertd.live import Live, build_snapshot
+from alertd.metrics import NO_METRICS, MetricHooks, Metrics
 from alertd.netguard import NetPolicy, make_connector
 from alertd.redact import compile_sensitive
 from alertd.replay import Replayer
@@ -42,6 +44,9 @@ class Daemon:
         s = config.settings
         self.store = Store(s.storage.path, s.storage.synchronous)
         self.policy = NetPolicy.from_strings(s.net.allow_private)
+        self.metrics: MetricHooks = Metrics() if s.metrics.enabled else NO_METRICS
+        self.store.writer.on_commit = self.metrics.store_committed
+        self.watchdog = sdnotify.Watchdog()
         self.session: aiohttp.ClientSession | None = None
         self.runner: web.AppRunner | None = None
         self.runtime: Runtime | None = None
@@ -72,11 +77,14 @@ class Daemon:
         scheduler.attach(incidents)
         dispatcher.links = incidents.links_for
         ingest.incidents = incidents
+        dispatcher.metrics = ingest.metrics = self.metrics
+        self.metrics.watch(dispatcher, scheduler)
         scheduler.committed = incidents.committed = ingest.committed
         self.runtime = Runtime(
             config=self.config, store=self.store, dispatcher=dispatcher, ingest=ingest,
             replayer=Replayer(self.store, dispatcher, live), live=live, changes=Changes(live, self.store),
-            scheduler=scheduler, incidents=incidents, silences=silences, started_at=time.time())
+            scheduler=scheduler, incidents=incidents, silences=silences, started_at=time.time(),
+            metrics=self.metrics)
         await dispatcher.start()
         await scheduler.start(s.checks)
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
@@ -100,6 +108,7 @@ class Daemon:
                 used = dict(self.runtime.live.key_last_used)
                 if used:
                     await self.store.writer.submit(partial(admin_ops.touch_keys, last_used=used))
+                sdnotify.status(self.status_line())
                 if time.time() - last_purge >= IDEMPOTENCY_PURGE_S:
                     last_purge = time.time()
                     removed = await self.store.purge_idempotency()
@@ -116,8 +125,10 @@ class Daemon:
         assert self.runtime is not None
         try:
             await reload_from_file(self.runtime)
+            sdnotify.status("reloaded; " + self.status_line())
         except ConfigError as exc:
             log.error("reload_rejected", error=str(exc))
+            sdnotify.status(f"reload rejected, running config kept: {exc}")
         except Exception:
             log.exception("reload_failed")
 
@@ -130,8 +141,19 @@ class Daemon:
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
         await self.start()
+        sdnotify.ready(status=self.status_line())
+        self.watchdog.start()
         await self._stop.wait()
+        sdnotify.stopping(status=f"draining: attempts in flight get up to {self.config.server.drain_timeout:g}s")
         await self.stop()
+        await self.watchdog.stop()
+
+    def status_line(self) -> str:
+        """One line for `systemctl status`: where alertd listens and how much work it holds."""
+        assert self.runtime is not None
+        dispatcher = self.runtime.dispatcher
+        return (f"listening on port {self.bound_port}; {len(self.runtime.live.channels)} channels; "
+                f"{sum(dispatcher.depth_by_severity().values())} queued, {dispatcher.in_flight} in flight")
 
     async def stop(self) -> None:
         timeout = self.config.server.drain_timeout

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import structlog
 
 from alertd.channels.base import BaseChannel, ChannelError, PermanentError, RetryableError, parse_rate
+from alertd.metrics import NO_METRICS, MetricHooks
 from alertd.model import Attempt, Delivery, DeliveryState, Event, Origin, Severity
 from alertd.ratelimit import TokenBucket
 from alertd.render import render
@@ -157,6 +158,7 @@ class Dispatcher:
         self.held: set[int] = set()  # delivery ids in memory, in flight, or awaiting their record's commit
         self.overflow = True  # the store may hold work memory does not: true until a refill proves otherwise
         self.stopping = False
+        self.metrics: MetricHooks = NO_METRICS
         self.idle = asyncio.Event()
         self.links: Callable[[str], tuple[tuple[str, str], ...]] = lambda event_id: ()  # ack/approve links
         self._refill_wake = asyncio.Event()
@@ -252,6 +254,7 @@ class Dispatcher:
         attempt = Attempt(delivery.id, number, started, round(duration_ms, 2), result.outcome, result.status,
                           result.error)
         state, next_at = self._decide(channel, delivery, number, result)
+        self.metrics.attempt_finished(channel.name, channel.type_name, result.outcome, state, duration_ms / 1000)
         delivery.attempts, delivery.state, delivery.next_attempt_at = number, state, next_at
         delivery.last_error = result.error
         committed = self.store.record_attempt(AttemptRecord(attempt, state, next_at))
@@ -317,6 +320,7 @@ class Dispatcher:
         attempt = Attempt(d.id, d.attempts + 1, self.clock(), 0.0, "failed", None, error)
         try:
             await self.store.record_attempt(AttemptRecord(attempt, DeliveryState.DEAD, self.clock()))
+            self.metrics.dead_unconfigured(d.channel)
         except Exception:
             log.exception("record_failed", delivery_id=d.id)
         finally:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from alertd.auth import ApiKey
 from alertd.dedup import DEFAULT_TEMPLATE, DedupKey, compile_dedup_key
 from alertd.dispatch import Dispatcher, Job
+from alertd.metrics import NO_METRICS, MetricHooks
 from alertd.model import Envelope, Event, Severity, new_event_id
 from alertd.redact import SensitiveKeys, redact
 from alertd.routing import EVENT_NAME_RE, MAX_EVENT_NAME, Route, channels_for, pattern_matches
@@ -191,6 +192,7 @@ class Ingest:
         self.sensitive = sensitive
         self.incidents: Incidents | None = None  # attached by the daemon
         self.silences = silences  # likewise the silences in force
+        self.metrics: MetricHooks = NO_METRICS
 
     def authorize(self, key: ApiKey, envelopes: Sequence[Envelope]) -> None:
         for index, envelope in enumerate(envelopes):
@@ -239,6 +241,7 @@ class Ingest:
         """After any commit of new events (a producer's or the scheduler's): deliveries to the
         dispatcher, acknowledge/approve links and escalation timers to the incidents."""
         for item, result in zip(items, stored, strict=True):
+            self.metrics.event_ingested(item.event.severity, result.duplicate)
             if result.duplicate:
                 continue
             if self.incidents is not None and (result.incidents or result.requests):

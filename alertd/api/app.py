@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from alertd.api import admin, checks, events, health, hooks, links, manage, openapi, silences
+from alertd import ui
+from alertd.api import admin, checks, events, health, hooks, links, manage, metrics, openapi, silences
 from alertd.api.auth import auth_middleware
 from alertd.api.errors import error_middleware
 from alertd.api.state import MAX_BODY, RUNTIME, Runtime
@@ -28,7 +29,8 @@ def build_app(runtime: Runtime) -> web.Application:
     app.router.add_post("/v1/admin/checks/{name}/resume", checks.resume_check)
     app.router.add_get("/health", health.health)
     app.router.add_get("/ready", health.ready)
-    app.router.add_post("/v1/events", events.post_events)
+    app.router.add_get("/metrics", metrics.serve)
+    app.router.add_post("/v1/events", metrics.timed_ingest(events.post_events))
     app.router.add_post("/v1/hooks/alertmanager", hooks.post_alertmanager)
     app.router.add_post("/v1/hooks/{name}", hooks.post_hook)
     app.router.add_get("/v1/admin/events", admin.list_events)
@@ -67,4 +69,5 @@ def build_app(runtime: Runtime) -> web.Application:
     app.router.add_post("/ack/{token}", links.ack_post)
     app.router.add_get("/approve/{token}", links.approve_preview)
     app.router.add_post("/approve/{token}", links.approve_post)
+    ui.setup(app, runtime)  # /ui pages and /ui/static; guarded by the UI's own session, not auth_middleware
     return app

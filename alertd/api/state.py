@@ -14,6 +14,7 @@ from alertd.dispatch import Dispatcher
 from alertd.incidents import Incidents
 from alertd.ingest import Ingest
 from alertd.live import Live
+from alertd.metrics import NO_METRICS, MetricHooks
 from alertd.replay import Replayer
 from alertd.scheduler import Scheduler
 from alertd.silences import SilenceBook
@@ -34,6 +35,7 @@ class Runtime:
     silences: SilenceBook = field(default_factory=SilenceBook)
     accepting: bool = True
     started_at: float = field(default=0.0)
+    metrics: MetricHooks = NO_METRICS
 
     @property
     def hooks(self) -> dict[str, CompiledHook]:

@@ -9,6 +9,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,8 @@ class Writer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: sqlite3.Connection | None = None
         self.on_open: list[Callable[[sqlite3.Connection], None]] = []
+        # (seconds, operations) after each successful group commit; called on the writer thread
+        self.on_commit: Callable[[float, int], None] | None = None
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -106,6 +109,7 @@ class Writer:
 
     def _commit(self, jobs: list[_Job]) -> None:
         assert self._conn is not None
+        started = time.perf_counter()
         try:
             results = self._transaction([job.op for job in jobs])
         except sqlite3.OperationalError as exc:
@@ -121,6 +125,9 @@ class Writer:
             return
         self.healthy, self.last_error = True, None
         self._settle(jobs, results, None)
+        if self.on_commit is not None:
+            with contextlib.suppress(Exception):  # a metrics hook must never take the writer thread down
+                self.on_commit(time.perf_counter() - started, len(jobs))
 
     def _transaction(self, ops: list[WriteOp]) -> list[Any]:
         conn = self._conn

@@ -91,3 +91,9 @@ def test_new_keys_carry_a_scannable_prefix():
 def test_event_ids_sort_by_creation_time():
     ids = [new_event_id(1_700_000_000 + i) for i in range(50)]
     assert ids == sorted(ids) and all(len(i) == 30 and i.startswith("evt_") for i in ids)
+
+
+def test_a_key_that_is_not_printable_ascii_is_no_key():
+    assert presented_key("key\udcff", None) is None
+    assert presented_key(None, "Bearer k\x00ey") is None
+    assert presented_key("ключ", None) is None

@@ -33,7 +33,8 @@ from alertd.scheduler import Check
 
 DOC_PATH = Path(openapi.__file__).with_name(openapi.DOCUMENT)
 OPENAPI_PATH = "/v1/admin/openapi.json"
-DOCUMENTED_PREFIXES = ("/v1/", "/health", "/ready", "/metrics", "/ui", "/ack", "/approve")
+# /ui is the operator's web pages (HTML for people, behind its own session), not API: not documented here.
+DOCUMENTED_PREFIXES = ("/v1/", "/health", "/ready", "/metrics", "/ack", "/approve")
 # Pages a person opens from a message: the signed token is the credential, and they answer HTML.
 LINK_PAGES = ("/ack/{token}", "/approve/{token}")
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -49,8 +50,9 @@ def doc() -> dict[str, Any]:
 
 
 def fake_runtime(**extra: Any) -> SimpleNamespace:
-    """build_app reads only `config.server.max_body_bytes` while building."""
-    return SimpleNamespace(config=SimpleNamespace(server=SimpleNamespace(max_body_bytes=262_144)), **extra)
+    """build_app reads only `config.server` (body limit; the UI's public_url) while building."""
+    server = SimpleNamespace(max_body_bytes=262_144, public_url="http://127.0.0.1:8040")
+    return SimpleNamespace(config=SimpleNamespace(server=server), **extra)
 
 
 def app_with_openapi(runtime: Any) -> web.Application:
