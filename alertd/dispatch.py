@@ -162,6 +162,7 @@ class Dispatcher:
         self.idle = asyncio.Event()
         self.links: Callable[[str], tuple[tuple[str, str], ...]] = lambda event_id: ()  # ack/approve links
         self._refill_wake = asyncio.Event()
+        self._refilling: list[set[int]] = []  # ids released while each running refill reads
         self._refill_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -201,6 +202,8 @@ class Dispatcher:
 
     def release(self, delivery_id: int) -> None:
         self.held.discard(delivery_id)
+        for released in self._refilling:
+            released.add(delivery_id)
         if self.overflow and len(self.held) < self.window // 2:
             self._refill_wake.set()
 
@@ -209,23 +212,30 @@ class Dispatcher:
         due soonest. Returns how many deliveries it took into memory."""
         if self.stopping or self.window - len(self.held) <= 0:
             return 0
-        now = self.clock()
-        taken = await self._take(await self.store.read.due_deliveries(now, self.window))
-        if self.window - len(self.held) > 0:
-            taken += await self._take(await self.store.read.upcoming_deliveries(now, self.window))
-        counts = await self.store.read.open_counts(now)
+        # A delivery that finishes while the reads below are in flight is released from `held`, yet the
+        # reads' snapshot may still show it open: it must not be taken again (it would be sent twice).
+        released: set[int] = set()
+        self._refilling.append(released)
+        try:
+            now = self.clock()
+            taken = await self._take(await self.store.read.due_deliveries(now, self.window), released)
+            if self.window - len(self.held) > 0:
+                taken += await self._take(await self.store.read.upcoming_deliveries(now, self.window), released)
+            counts = await self.store.read.open_counts(now)
+        finally:
+            self._refilling.remove(released)
         self.overflow = counts["open"] > len(self.held)
         return taken
 
-    async def _take(self, rows: list[Delivery]) -> int:
-        fresh = [d for d in rows if d.id not in self.held][: self.window - len(self.held)]
+    async def _take(self, rows: list[Delivery], released: set[int]) -> int:
+        fresh = [d for d in rows if d.id not in self.held and d.id not in released][: self.window - len(self.held)]
         if not fresh:
             return 0
         events = await self.store.read.events_by_id(list({d.event_id for d in fresh}))
         taken = 0
         for delivery in fresh:
             event = events.get(delivery.event_id)
-            if event is not None and delivery.id not in self.held:
+            if event is not None and delivery.id not in self.held and delivery.id not in released:
                 self._hold(Job(delivery, event))
                 taken += 1
         return taken
