@@ -44,7 +44,7 @@ def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str
 
 
 def _looks_masked(value: Any) -> bool:
-    values = value if isinstance(value, list) else [value]
+    values = value if isinstance(value, list) else list(value.values()) if isinstance(value, dict) else [value]
     return any(isinstance(v, str) and v.endswith("****") for v in values)
 
 

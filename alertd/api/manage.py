@@ -63,15 +63,21 @@ def channel_view(runtime: Runtime, name: str) -> dict[str, Any]:
 def _shown(config: ChannelConfig, key: str, value: Any) -> Any:
     """Secrets are write-only: an inline one is masked; a reference (env:, file:, cred:) is not a secret."""
     current = getattr(config, key, None)
+    if isinstance(current, dict) and isinstance(value, dict):  # e.g. webhook headers: names shown, values masked
+        return {k: _shown_one(v) if isinstance(current.get(k), SecretStr) else v for k, v in value.items()}
     secret = isinstance(current, SecretStr) or (isinstance(current, list) and current
                                                and isinstance(current[0], SecretStr))
     if secret:
         values = value if isinstance(value, list) else [value]
-        masked = [v if isinstance(v, str) and v.startswith(SECRET_REFS) else mask(str(v)) for v in values]
+        masked = [_shown_one(v) for v in values]
         return masked if isinstance(value, list) else masked[0]
     if key == "url" and isinstance(value, str):
         return redact_url(value)
     return value
+
+
+def _shown_one(value: Any) -> Any:
+    return value if isinstance(value, str) and value.startswith(SECRET_REFS) else mask(str(value))
 
 
 async def list_channels(request: web.Request) -> web.Response:

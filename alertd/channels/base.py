@@ -196,6 +196,12 @@ class BaseChannel(ABC):
             if isinstance(exc.os_error, BlockedTarget):  # the connect-time backstop of netguard
                 raise PermanentError(f"blocked by the outbound URL policy: {exc.os_error}") from None
             raise RetryableError(self.scrub(f"connection failed: {exc.os_error.strerror or exc}")) from None
+        except aiohttp.InvalidURL as exc:
+            # e.g. aiohttp refuses legacy numeric hosts ("127.1", "2130706433") even when the policy allows
+            # the address: no retry can fix the URL. The description only, never the URL (its path may be
+            # the secret).
+            raise PermanentError(self.scrub(f"invalid URL: {exc.description or 'aiohttp cannot request it'}")
+                                 ) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise RetryableError(self.scrub(f"connection failed: {type(exc).__name__}: {exc}")) from None
         return self.classify(reply)
@@ -204,7 +210,8 @@ class BaseChannel(ABC):
         status = reply.status
         if 200 <= status < 300:
             return reply
-        detail = self.scrub(f"HTTP {status}: {_snippet(reply.body)}".rstrip(": "))
+        # scrubbed before it is cut: a cut through a secret would leave the secret's start unmasked
+        detail = f"HTTP {status}: {_snippet(self.scrub(reply.body.decode('utf-8', 'replace')))}".rstrip(": ")
         if status in (408, 425, 429) or status >= 500:
             retry_after = parse_retry_after(reply.headers.get("Retry-After"), time.time())
             raise RetryableError(detail, status=status, retry_after=retry_after)
@@ -230,8 +237,7 @@ def origin_of(url: str) -> str:
         return "<url>"
 
 
-def _snippet(body: bytes) -> str:
-    text = body[:200].decode("utf-8", "replace")
+def _snippet(text: str) -> str:
     return " ".join(text.split())[:160]
 
 
@@ -243,6 +249,8 @@ def _secret_values(config: BaseModel) -> list[str]:
             values.append(value.get_secret_value())
         elif isinstance(value, list | tuple):
             values.extend(v.get_secret_value() for v in value if isinstance(v, SecretStr))
+        elif isinstance(value, dict):
+            values.extend(v.get_secret_value() for v in value.values() if isinstance(v, SecretStr))
     return values
 
 

@@ -5,6 +5,7 @@ checked, and we connect to a checked address (TLS still verifies, and SNI names,
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import ssl
 import time
@@ -65,6 +66,11 @@ class EmailChannel(BaseChannel):
             if not config.verify_tls:
                 self._tls.check_hostname, self._tls.verify_mode = False, ssl.CERT_NONE
         self._helo: str | None = None
+        if config.username is not None and config.password is not None:
+            # AUTH LOGIN and PLAIN send the password base64-encoded: a server echoing them must not leak it
+            password = config.password.get_secret_value()
+            self._secrets += [base64.b64encode(text.encode()).decode()
+                              for text in (password, f"\0{config.username}\0{password}")]
 
     def build(self, message: Message) -> EmailMessage:
         body, config = mail_body(message), self.config

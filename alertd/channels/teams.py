@@ -89,7 +89,7 @@ class TeamsChannel(BaseChannel):
         if match is None:
             return reply
         status = int(match.group(1))
-        text = " ".join(reply.body[:300].decode("utf-8", "replace").split())
+        text = " ".join(self.scrub(reply.body.decode("utf-8", "replace")).split())  # scrub, then cut
         detail = self.scrub(f"HTTP {reply.status} wrapping HTTP {status}: {text}")
         if status in (408, 425, 429) or status >= 500:
             raise RetryableError(detail, status=status)

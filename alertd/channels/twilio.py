@@ -94,6 +94,7 @@ class TwilioChannel(BaseChannel):
         # Basic auth built here: aiohttp 3.14 deprecates BasicAuth objects, and 3.9 lacks encode_basic_auth
         credentials = f"{config.account_sid}:{config.auth_token.get_secret_value()}".encode()
         self._headers = {"Authorization": "Basic " + base64.b64encode(credentials).decode(), "User-Agent": "alertd"}
+        self._secrets.append(base64.b64encode(credentials).decode())  # the token, spelled as an echoed header
 
     def form(self, to: str, body: str) -> dict[str, str]:
         sender = self.config.sender
@@ -140,7 +141,8 @@ class TwilioChannel(BaseChannel):
             error = _twilio_error(reply.body)
             if error is None:
                 raise
-            detail = self.scrub(f"Twilio error {error[0]}: {error[1]} (HTTP {reply.status})")
+            # scrubbed before it is cut: a cut through a secret would leave the secret's start unmasked
+            detail = self.scrub(f"Twilio error {error[0]}: {self.scrub(error[1])[:200]} (HTTP {reply.status})")
             if isinstance(exc, RetryableError):
                 raise RetryableError(detail, status=exc.status, retry_after=exc.retry_after) from None
             raise PermanentError(detail, status=exc.status) from None
@@ -152,4 +154,4 @@ def _twilio_error(body: bytes) -> tuple[int, str] | None:
     except orjson.JSONDecodeError:
         return None
     ok = isinstance(data, dict) and isinstance(data.get("code"), int)
-    return (data["code"], one_line(str(data.get("message", "")))[:200]) if ok else None
+    return (data["code"], one_line(str(data.get("message", "")))) if ok else None

@@ -7,7 +7,7 @@ import time
 from typing import Literal
 
 import orjson
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from alertd.channels.base import BaseChannel, ChannelConfig, Outcome
 from alertd.durations import iso
@@ -25,15 +25,17 @@ class WebhookConfig(ChannelConfig):
     type: Literal["webhook"] = "webhook"
     url: str = Field(max_length=2048)
     method: Literal["POST", "PUT", "PATCH"] = "POST"
-    headers: dict[str, str] = Field(default_factory=dict, max_length=32)
+    # values are secrets: extra headers are where receivers' tokens go (Authorization: Bearer …)
+    headers: dict[str, Secret] = Field(default_factory=dict, max_length=32)
     signing: Literal["none", "standard", "e11"] = "none"
     secret: Secret | None = None
     previous_secrets: list[Secret] = Field(default_factory=list, max_length=4)
 
     @field_validator("headers")
     @classmethod
-    def _headers(cls, headers: dict[str, str]) -> dict[str, str]:
-        for name, value in headers.items():
+    def _headers(cls, headers: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, secret in headers.items():
+            value = secret.get_secret_value()
             if not _HEADER_NAME_RE.match(name) or name.lower() in _RESERVED_HEADERS:
                 raise ValueError(f"header {name[:60]!r} is not a valid or allowed header name")
             if len(value) > 4096 or any(c in value for c in "\r\n\0"):
@@ -81,7 +83,8 @@ class WebhookChannel(BaseChannel):
     async def send(self, message: Message) -> Outcome:
         body = webhook_body(message)
         msg_id = message_id(message)
-        headers = {"content-type": "application/json", "user-agent": "alertd", **self.config.headers}
+        headers = {"content-type": "application/json", "user-agent": "alertd",
+                   **{k: v.get_secret_value() for k, v in self.config.headers.items()}}
         if self.config.signing == "standard":
             headers.update(standard_headers(self._standard_keys, msg_id, int(time.time()), body))
         else:

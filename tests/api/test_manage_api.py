@@ -201,3 +201,14 @@ async def test_a_key_over_its_rate_gets_429_with_retry_after_and_nothing_is_stor
     _, events = await hub.call("GET", "/v1/admin/events")
     assert len(events["events"]) == 3
     assert (await hub.call("POST", "/v1/admin/keys", {"name": "bad", "rate": "fast"}))[0] == 400
+
+
+async def test_webhook_header_values_are_secrets_masked_in_views_and_refused_back(hub):
+    status, body = await hub.call("POST", "/v1/admin/channels", {
+        "name": "authd", "type": "webhook", "url": f"{hub.receiver_url}/authd",
+        "headers": {"Authorization": "Bearer tok-0123456789abcdef", "X-Team": "env:HOME"}})
+    assert status == 201
+    assert body["config"]["headers"] == {"Authorization": "****", "X-Team": "env:HOME"}
+    assert "tok-0123456789abcdef" not in str(await hub.call("GET", "/v1/admin/channels"))
+    status, body = await hub.call("PATCH", "/v1/admin/channels/authd", {"headers": {"Authorization": "****"}})
+    assert status == 400 and "masked" in body["error"]["message"]
