@@ -85,8 +85,9 @@ def _is_sensitive_key(key: object, sensitive: SensitiveKeys) -> bool:
 
 
 def redact(value: Any, sensitive: SensitiveKeys) -> Any:
-    """A redacted copy of `value`: dicts and lists are copied, everything else is shared (immutable)."""
-    if not isinstance(value, _CONTAINERS):
+    """A redacted copy of `value`: dicts and lists are copied, everything else is shared (immutable).
+    When nothing in it is sensitive — most payloads — `value` itself comes back: no copy is made."""
+    if not isinstance(value, _CONTAINERS) or not _has_sensitive(value, sensitive):
         return value
     # An explicit stack rather than recursion, so nesting depth can never hit the recursion limit; the
     # memo maps each source container to its copy, which keeps shared references shared and makes a
@@ -102,6 +103,25 @@ def redact(value: Any, sensitive: SensitiveKeys) -> Any:
         else:
             target.extend([_copy(item, memo, stack) for item in source])
     return root
+
+
+def _has_sensitive(value: Any, sensitive: SensitiveKeys) -> bool:
+    seen: set[int] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if _is_sensitive_key(key, sensitive):
+                    return True
+                if isinstance(child, _CONTAINERS):
+                    stack.append(child)
+        else:
+            stack.extend(child for child in item if isinstance(child, _CONTAINERS))
+    return False
 
 
 def _copy(item: Any, memo: dict[int, dict[Any, Any] | list[Any]],

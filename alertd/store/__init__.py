@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,9 +12,25 @@ from alertd.model import Delivery, Event, Origin
 from alertd.store import ops
 from alertd.store.ops import AttemptRecord, NewEvent, Stored
 from alertd.store.reads import DeliveryFilter, EventFilter, Reader
-from alertd.store.writer import StoreUnavailable, Writer
+from alertd.store.writer import Mergeable, StoreUnavailable, Writer
 
 __all__ = ["AttemptRecord", "DeliveryFilter", "EventFilter", "NewEvent", "Store", "StoreUnavailable", "Stored"]
+
+
+class InsertEvents(Mergeable):
+    """Concurrent ingests queued together are inserted with one executemany per table."""
+
+    def __init__(self, items: Sequence[NewEvent], ids: ops.DeliveryIds, now: float) -> None:
+        self.items, self.ids, self.now = items, ids, now
+
+    @classmethod
+    def run_together(cls, conn: sqlite3.Connection, batch: list[InsertEvents]) -> list[list[Stored]]:
+        stored = ops.insert_events(conn, [item for op in batch for item in op.items], batch[0].ids, batch[-1].now)
+        results, start = [], 0
+        for op in batch:
+            results.append(stored[start:start + len(op.items)])
+            start += len(op.items)
+        return results
 
 
 class Store:
@@ -50,8 +67,7 @@ class Store:
         return self.writer.healthy
 
     def insert_events(self, items: Sequence[NewEvent]) -> asyncio.Future[list[Stored]]:
-        now = time.time()
-        return self.writer.submit(lambda conn: ops.insert_events(conn, items, self._ids, now))
+        return self.writer.submit(InsertEvents(items, self._ids, time.time()))
 
     def record_attempt(self, record: AttemptRecord) -> asyncio.Future[None]:
         now = time.time()

@@ -134,7 +134,7 @@ class Writer:
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
-            results = [op(conn) for op in ops]
+            results = _run_merged(conn, ops)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -151,6 +151,35 @@ class Writer:
         assert self._loop is not None
         with contextlib.suppress(RuntimeError):  # the loop is gone (shutdown): nobody is waiting any more
             self._loop.call_soon_threadsafe(_resolve, jobs, results, error)
+
+
+class Mergeable:
+    """A write op that can run together with the ones of its kind queued beside it: one executemany for
+    a whole group commit instead of one per request. `run_together` returns one result per op."""
+
+    @classmethod
+    def run_together(cls, conn: sqlite3.Connection, ops: list[Any]) -> list[Any]:
+        raise NotImplementedError
+
+    def __call__(self, conn: sqlite3.Connection) -> Any:
+        return type(self).run_together(conn, [self])[0]
+
+
+def _run_merged(conn: sqlite3.Connection, ops: list[WriteOp]) -> list[Any]:
+    results: list[Any] = []
+    index = 0
+    while index < len(ops):
+        op = ops[index]
+        if not isinstance(op, Mergeable):
+            results.append(op(conn))
+            index += 1
+            continue
+        end = index + 1
+        while end < len(ops) and type(ops[end]) is type(op):
+            end += 1
+        results.extend(type(op).run_together(conn, ops[index:end]))
+        index = end
+    return results
 
 
 def _resolve(jobs: list[_Job], results: list[Any] | None, error: BaseException | None) -> None:
