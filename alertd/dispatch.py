@@ -218,7 +218,9 @@ class Dispatcher:
         self._refilling.append(released)
         try:
             now = self.clock()
-            taken = await self._take(await self.store.read.due_deliveries(now, self.window), released)
+            room = self.window - len(self.held)
+            due = [i for i in await self.store.read.due_ids(now, self.window) if i not in self.held][:room]
+            taken = await self._take(await self.store.read.deliveries_by_id(due), released)
             if self.window - len(self.held) > 0:
                 taken += await self._take(await self.store.read.upcoming_deliveries(now, self.window), released)
             counts = await self.store.read.open_counts(now)

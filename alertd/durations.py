@@ -16,6 +16,9 @@ def parse_duration(value: str | int | float) -> float:
         raise ValueError("a duration is a number of seconds or a string like '10s', '5m', '1h'")
     if isinstance(value, int | float):
         seconds = float(value)
+    elif not isinstance(value, str):
+        # a ValueError, not the TypeError len()/re would raise: pydantic turns only ValueErrors into a 400
+        raise ValueError(f"a duration is a number of seconds or a string like '10s', got {type(value).__name__}")
     else:
         match = _DURATION_RE.match(value) if len(value) <= 40 else None
         if match is None:

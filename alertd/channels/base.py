@@ -127,10 +127,17 @@ class HttpSender:
     def __init__(self, session: aiohttp.ClientSession, policy: NetPolicy) -> None:
         self.session = session
         self.policy = policy
+        # validate_url is a pure function of (url, policy); a channel sends to the same URL every time.
+        # Names are still checked on every connect, by the resolver (no rebinding window).
+        self._valid: dict[str, URL] = {}
 
     async def request(self, method: str, url: str, *, timeout: float, headers: Mapping[str, str] | None = None,
                       body: bytes | None = None, data: Any = None) -> HttpReply:
-        target = validate_url(url, self.policy)
+        target = self._valid.get(url)
+        if target is None:
+            target = validate_url(url, self.policy)
+            if len(self._valid) < 4096:
+                self._valid[url] = target
         async with self.session.request(
             method, target, headers=headers, data=body if body is not None else data,
             allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout),

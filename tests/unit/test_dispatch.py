@@ -243,16 +243,16 @@ async def test_a_delivery_released_while_a_refill_reads_is_not_taken_again(store
     [delivery] = await store.read.deliveries_for_event(events[0].id)
     dispatcher = Dispatcher(store, {"a": FakeChannel("a")}, FAST, window=100)
     dispatcher.held.add(delivery.id)  # in flight: its attempt's record is committing
-    real_read = store.read.due_deliveries
+    real_read = store.read.due_ids
 
     async def read_while_it_finishes(now: float, limit: int) -> list:
         rows = await real_read(now, limit)  # the snapshot still shows it pending
         dispatcher.release(delivery.id)  # ...and its record commits meanwhile
         return rows
 
-    store.read.due_deliveries = read_while_it_finishes
+    store.read.due_ids = read_while_it_finishes
     try:
         assert await dispatcher.refill() == 0
     finally:
-        store.read.due_deliveries = real_read
+        store.read.due_ids = real_read
     assert delivery.id not in dispatcher.held
