@@ -46,10 +46,9 @@ CHANNEL = "bench-webhook"
 
 # A CI-style event of about 300 bytes, as the brief and DESIGN.md §6 measure.
 PAYLOAD: dict[str, Any] = {
-    "repo": "platform/alertd", "pr": 4182, "run_id": "run_9f8e7d6c5b4a3210", "branch": "feature/group-commit",
-    "commit": "3f9c2a1b7e6d5c4b3a29180f7e6d5c4b3a291807", "author": "jdoe", "job": "test (3.11, ubuntu)",
-    "duration_s": 412.7, "attempt": 2, "message": "3 tests failed in tests/integration/test_dispatch.py",
-    "url": "https://ci.example.com/platform/alertd/runs/9f8e7d6c5b4a3210",
+    "repo": "platform/alertd", "pr": 4182, "run_id": "run_9f8e7d6c5b4a", "branch": "feature/group-commit",
+    "commit": "3f9c2a1b7e6d5c4b3a29180f7e6d5c4b3a291807", "author": "jdoe", "job": "test (3.11)",
+    "duration_s": 412.7, "attempt": 2, "message": "3 tests failed in test_dispatch.py",
 }
 EVENT = {"event": "pr.run.failed", "payload": PAYLOAD, "severity": "error"}
 EVENT_BODY = json.dumps(EVENT, separators=(",", ":")).encode()
@@ -134,15 +133,17 @@ def port_open(port: int) -> bool:
 
 @contextlib.contextmanager
 def workdir(keep: bool = False) -> Iterator[Path]:
-    """A scratch directory on the real disk (not tmpfs), removed afterwards unless `keep`."""
+    """A scratch directory on the real disk (not tmpfs), removed afterwards unless `keep` or a failure."""
     path = Path(tempfile.mkdtemp(prefix="alertd-bench-"))
     try:
         yield path
-    finally:
-        if keep:
-            log(f"kept scratch directory {path}")
-        else:
-            shutil.rmtree(path, ignore_errors=True)
+    except BaseException:
+        print(f"kept scratch directory {path} (logs, databases) for the post-mortem", file=sys.stderr)
+        raise
+    if keep:
+        log(f"kept scratch directory {path}")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------ processes
@@ -155,8 +156,10 @@ class Proc:
         self.name = name
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        # Hermetic: an ALERTD_* variable in the caller's shell would override the bench's config.
+        clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("ALERTD_")}
         self.popen = subprocess.Popen(list(cmd), stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
-                                      env={**os.environ, **(env or {})}, start_new_session=True)
+                                      env={**clean, **(env or {})}, start_new_session=True)
         self.pid = self.popen.pid
 
     def alive(self) -> bool:
@@ -182,14 +185,20 @@ class Proc:
 
     def check(self) -> None:
         if not self.alive():
-            raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.tail()}")
+            code = self.popen.returncode
+            why = " (a clean shutdown: something outside the bench sent it SIGTERM/SIGINT?)" if code == 0 else ""
+            raise RuntimeError(f"{self.name} (pid {self.pid}) exited with {code}{why}:\n{self.tail()}")
 
 
 def helper(name: str, mode: str, port: int, scratch: Path, *extra: str) -> Proc:
     """Starts one of this module's servers as a separate process and waits until it listens."""
     proc = Proc(name, [PYTHON, str(Path(__file__).resolve()), mode, "--port", str(port), *extra],
                 scratch / f"{name}.log")
-    wait_until(lambda: proc.check() is None and port_open(port), 20, what=f"{name} on port {port}")
+    try:
+        wait_until(lambda: proc.check() is None and port_open(port), 20, what=f"{name} on port {port}")
+    except BaseException:
+        proc.stop()
+        raise
     return proc
 
 
@@ -272,11 +281,17 @@ class Daemon:
     def start(self) -> float:
         """Starts and waits for the first /health OK; returns the monotonic time it answered."""
         started = time.monotonic()
-        self.proc = Proc(self.name, alertd_command(self.path), self.scratch / f"{self.name}.log",
-                         env={"ALERTD_ADMIN_KEY": ADMIN_KEY})
+        env = {"ALERTD_ADMIN_KEY": ADMIN_KEY}
+        if os.environ.get("BENCH_ALERTD_LOG_LEVEL"):  # e.g. info, to see alertd's own lines in its log
+            env["ALERTD_LOG__LEVEL"] = os.environ["BENCH_ALERTD_LOG_LEVEL"]
+        self.proc = Proc(self.name, alertd_command(self.path), self.scratch / f"{self.name}.log", env=env)
         proc = self.proc
-        wait_until(lambda: proc.check() is None and http_json("GET", self.url + "/health", timeout=2)[0] == 200,
-                   60, what="alertd /health")
+        try:
+            wait_until(lambda: proc.check() is None and http_json("GET", self.url + "/health", timeout=2)[0] == 200,
+                       60, what="alertd /health")
+        except BaseException:
+            proc.stop()
+            raise
         healthy = time.monotonic()
         self.startup_s = healthy - started
         return healthy
@@ -406,9 +421,10 @@ class LoadGenerator:
         if self.kind == "wrk":
             return (f"{wrk_version()}, {self.threads} thread, {self.connections} connections, keep-alive, "
                     f"Lua POST script ({len(self.body)}-byte body)")
+        why = "wrk not found" if wrk_path() is None else "chosen with --generator python"
         return (f"python fallback (aiohttp client on uvloop in a separate process, {self.connections} "
-                f"keep-alive connections, {len(self.body)}-byte body) — wrk not found; this generator "
-                f"tops out far below wrk, so ratios are compressed toward 1")
+                f"keep-alive connections, {len(self.body)}-byte body; {why}). It costs far more CPU per "
+                f"request than wrk, so figures are not comparable with wrk runs")
 
     def run(self, url: str, duration: float) -> LoadResult:
         if self.kind == "wrk":
