@@ -1,0 +1,50 @@
+import time
+
+import pytest
+
+from alertd.clock import ManualClock
+from alertd.model import Attempt, DeliveryState, Event, Severity, new_event_id
+from alertd.scheduler import RETENTION_BATCH, Scheduler
+from alertd.store import AttemptRecord, NewEvent, Store
+from alertd.store.ops import audit
+
+DAY = 86400.0
+
+
+@pytest.fixture
+async def store(tmp_path):
+    s = Store(tmp_path / "r.db", "normal")
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def add(store: Store, created_at: float, count: int) -> list[str]:
+    events = [Event(new_event_id(created_at), "x.y", Severity.INFO, {"n": i}, created_at) for i in range(count)]
+    stored = await store.insert_events([NewEvent(e, ("a",)) for e in events])
+    for result in stored:
+        d = result.deliveries[0]
+        await store.record_attempt(AttemptRecord(Attempt(d.id, 1, created_at, 1.0, "delivered", 200, None),
+                                                 DeliveryState.DELIVERED, created_at))
+    return [e.id for e in events]
+
+
+async def count(store: Store, table: str) -> int:
+    return (await store.read._all(f"SELECT count(*) FROM {table}"))[0][0]
+
+
+async def test_history_older_than_retention_goes_in_batches_and_recent_history_stays(store):
+    now = time.time()
+    old = await add(store, now - 40 * DAY, RETENTION_BATCH + 20)  # more than one batch
+    recent = await add(store, now - 1 * DAY, 5)
+    await store.writer.submit(lambda c: audit(c, "incident.opened", "incident:1", "t", {}, now - 200 * DAY))
+    await store.writer.submit(lambda c: audit(c, "incident.opened", "incident:2", "t", {}, now - 400 * DAY))
+    scheduler = Scheduler(store, None, lambda envelopes, source: [], ManualClock(now),  # type: ignore[arg-type]
+                          retention_days=30, audit_retention_days=365)
+    assert await scheduler.purge() == len(old)
+    assert await count(store, "events") == len(recent)
+    assert await count(store, "deliveries") == len(recent)
+    assert await count(store, "attempts") == len(recent)
+    assert await store.read.event(recent[0]) is not None and await store.read.event(old[0]) is None
+    assert [r[0] for r in await store.read._all("SELECT subject FROM audit")] == ["incident:1"]
+    assert await scheduler.purge() == 0
