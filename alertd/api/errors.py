@@ -18,8 +18,12 @@ _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_f
           503: "unavailable"}
 
 
+_JSON = {"Content-Type": "application/json"}
+
+
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json", headers=headers)
+    # a plain header dict: the content_type= setter parses and rebuilds the header on every response
+    return web.Response(body=orjson.dumps(data), status=status, headers={**_JSON, **headers} if headers else _JSON)
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None,
