@@ -84,7 +84,8 @@ class Changes:
     async def delete_channel(self, name: str) -> None:
         async with self._lock:
             self._api_managed("channel", name, self.live.snapshot.channel_managed)
-            users = [d.name for d in self.live.snapshot.route_decls if name in d.channels]
+            users = [d.name for d in self.live.snapshot.route_decls
+                     if name in d.channels or any(name in step.channels for step in d.escalate)]
             if users:
                 raise ChangeError(409, "conflict", f"routes still send to {name!r}: {', '.join(users[:5])}")
             fallbacks = [c.name for c in self.live.snapshot.channels.values() if c.fallback == name]

@@ -373,6 +373,15 @@ def build_channels(declared: list[dict[str, Any]], labels: list[str] | None = No
     for config in channels.values():
         if config.fallback is not None and config.fallback not in channels:
             raise ConfigError(f"channel {config.name!r}.fallback: no channel named {config.fallback[:40]!r}")
+    for config in channels.values():
+        # a cycle (a → b → a) would make a new linked delivery each time the last one goes dead, forever
+        seen, target = {config.name}, config.fallback
+        while target is not None and target != config.name and target not in seen:
+            seen.add(target)
+            following = channels[target].fallback
+            target = None if following == target else following  # falling back to itself does nothing
+        if target == config.name and config.fallback != config.name:
+            raise ConfigError(f"channel {config.name!r}.fallback: the fallbacks go round in a circle back to it")
     return channels
 
 

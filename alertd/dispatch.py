@@ -10,12 +10,13 @@ import heapq
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
 from alertd.channels.base import BaseChannel, ChannelError, PermanentError, RetryableError, parse_rate
 from alertd.metrics import NO_METRICS, MetricHooks
-from alertd.model import Attempt, Delivery, DeliveryState, Event, Origin, Severity
+from alertd.model import Attempt, Delivery, DeliveryState, Event, Severity
 from alertd.ratelimit import TokenBucket
 from alertd.render import render
 from alertd.retry import RetryPolicy
@@ -121,10 +122,12 @@ class Lane:
             now = time.time()
             self._promote(now)
             if self.ready:
-                job = heapq.heappop(self.ready)[3]
-                if self.bucket is not None and (wait := self.bucket.take(time.monotonic())) > 0:
+                # wait for the token before taking a job, not holding one: what is most urgent after the
+                # wait (a critical that came in meanwhile) goes next, and a retire or drain finds it queued
+                if self.bucket is not None and (wait := self.bucket.try_take(time.monotonic())) > 0:
                     await asyncio.sleep(wait)
-                return job
+                    continue
+                return heapq.heappop(self.ready)[3]
             self.wake.clear()
             timeout = self.delayed[0][0] - now if self.delayed else None
             with contextlib.suppress(TimeoutError):
@@ -157,6 +160,7 @@ class Dispatcher:
         self.lanes = {name: Lane(channel, self) for name, channel in channels.items()}
         self.held: set[int] = set()  # delivery ids in memory, in flight, or awaiting their record's commit
         self.overflow = True  # the store may hold work memory does not: true until a refill proves otherwise
+        self._turned_away = 0  # offers refused for want of room; a refill that ran meanwhile must not clear `overflow`
         self.stopping = False
         self.metrics: MetricHooks = NO_METRICS
         self.idle = asyncio.Event()
@@ -187,10 +191,28 @@ class Dispatcher:
     def offer(self, jobs: Iterable[Job]) -> None:
         """Hot path from ingest: committed deliveries go straight into memory while the window has room."""
         for job in jobs:
+            if job.delivery.id in self.held:  # a refill took it already: a second copy would be sent twice
+                continue
             if len(self.held) >= self.window:
                 self.overflow = True
+                self._turned_away += 1
                 continue
             self._hold(job)
+
+    async def take(self, delivery_ids: Iterable[int]) -> int:
+        """Reopened work (a dead letter retried in place): read back from the store like a refill, so an id a
+        refill took meanwhile, or that went out and closed meanwhile, is not held (and sent) a second time."""
+        ids = list(delivery_ids)
+        released: set[int] = set()
+        self._refilling.append(released)
+        try:
+            taken = await self._take(await self.store.read.deliveries_by_id(ids), released)
+        finally:
+            self._refilling.remove(released)
+        if taken < len(ids):  # no room (or taken already): the store keeps the rest for a refill
+            self.overflow = True
+            self._refill_wake.set()
+        return taken
 
     def _hold(self, job: Job) -> None:
         lane = self.lanes.get(job.delivery.channel)
@@ -216,6 +238,7 @@ class Dispatcher:
         # reads' snapshot may still show it open: it must not be taken again (it would be sent twice).
         released: set[int] = set()
         self._refilling.append(released)
+        turned_away = self._turned_away
         try:
             now = self.clock()
             room = self.window - len(self.held)
@@ -226,7 +249,8 @@ class Dispatcher:
             counts = await self.store.read.open_counts(now)
         finally:
             self._refilling.remove(released)
-        self.overflow = counts["open"] > len(self.held)
+        # the count may predate an offer refused while the reads were in flight: that one is not in memory
+        self.overflow = counts["open"] > len(self.held) or self._turned_away != turned_away
         return taken
 
     async def _take(self, rows: list[Delivery], released: set[int]) -> int:
@@ -269,7 +293,9 @@ class Dispatcher:
         self.metrics.attempt_finished(channel.name, channel.type_name, result.outcome, state, duration_ms / 1000)
         delivery.attempts, delivery.state, delivery.next_attempt_at = number, state, next_at
         delivery.last_error = result.error
-        committed = self.store.record_attempt(AttemptRecord(attempt, state, next_at))
+        target = channel.config.fallback if state is DeliveryState.DEAD else None
+        fallback = (job.event, target) if target is not None and target != channel.name else None
+        committed = self.store.record_attempt(AttemptRecord(attempt, state, next_at), fallback)
         if state is DeliveryState.RETRYING:
             self._hold(job)  # back into its lane — or, if the channel went away meanwhile, recorded dead
             committed.add_done_callback(_consume)
@@ -277,15 +303,16 @@ class Dispatcher:
             log.debug("delivery_retrying", delivery_id=delivery.id, event_id=delivery.event_id,
                       channel=channel.name, attempt=number, http_status=result.status)
             return
-        committed.add_done_callback(lambda f: self._settled(f, delivery.id))
+        committed.add_done_callback(lambda f: self._settled(f, delivery.id, job.event))
         if state is DeliveryState.DEAD:
             log.warning("delivery_dead", delivery_id=delivery.id, event_id=delivery.event_id,
                         channel=channel.name, attempts=number, http_status=result.status)
-            await self._fallback(channel, job)
 
-    def _settled(self, future: asyncio.Future[None], delivery_id: int) -> None:
+    def _settled(self, future: asyncio.Future[list[Delivery]], delivery_id: int, event: Event) -> None:
         _consume(future)
         self.release(delivery_id)
+        if not future.cancelled() and future.exception() is None:
+            self.offer(Job(d, event) for d in future.result())  # the fallback, committed with the dead record
 
     async def _send(self, channel: BaseChannel, job: Job, number: int) -> AttemptResult:
         message = render(job.event, job.delivery.id, number, self.public_url, channel.template,
@@ -314,17 +341,6 @@ class Dispatcher:
         if result.retryable and number - delivery.budget_from < max_attempts:
             return DeliveryState.RETRYING, now + self.policy.delay(number, result.retry_after)
         return DeliveryState.DEAD, now
-
-    async def _fallback(self, channel: BaseChannel, job: Job) -> None:
-        target = channel.config.fallback
-        if target is None or target == channel.name:
-            return
-        try:
-            created = await self.store.add_deliveries(job.event, [(target, job.delivery.id)], Origin.FALLBACK)
-        except Exception:
-            log.exception("fallback_failed", channel=channel.name, delivery_id=job.delivery.id)
-            return
-        self.offer(Job(d, job.event) for d in created)
 
     async def _unknown_channel(self, job: Job) -> None:
         d = job.delivery
@@ -373,7 +389,7 @@ class Dispatcher:
         return finished
 
 
-def _consume(future: asyncio.Future[None]) -> None:
+def _consume(future: asyncio.Future[Any]) -> None:
     """A record that failed to commit leaves the delivery open in the store: it is tried again later
     (at-least-once). Retrieving the exception keeps asyncio from reporting it as lost."""
     if not future.cancelled() and future.exception() is not None:

@@ -47,7 +47,8 @@ def sign(secret: bytes, kind: Kind, subject: int, expires_at: float) -> str:
 
 
 def verify(secret: bytes, token: str, kind: Kind, now: float) -> Claim:
-    if not token or len(token) > MAX_TOKEN or token.count(".") != 1:
+    # a token is base64url, so ASCII: compare_digest raises TypeError on non-ASCII str (a 500, not a 400)
+    if not token or len(token) > MAX_TOKEN or token.count(".") != 1 or not token.isascii():
         raise LinkError(400, "This link is not valid.")
     body, signature = token.split(".")
     expected = _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())

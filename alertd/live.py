@@ -14,7 +14,7 @@ import structlog
 from alertd.auth import ApiKey, KeyRing, hash_key
 from alertd.channels import REGISTRY, BaseChannel, ChannelConfig, HttpSender
 from alertd.channels.base import parse_rate, rate_burst
-from alertd.config import CatalogDecl, Config, ConfigError, RouteDecl, build_channels, build_routes
+from alertd.config import CatalogDecl, Config, ConfigError, RouteDecl, build_channels, build_routes, parse_channel
 from alertd.ingest import RouteTable
 from alertd.model import Severity
 from alertd.ratelimit import TokenBucket
@@ -65,7 +65,7 @@ async def build_snapshot(config: Config, store: Store, *, strict: bool = False) 
             log.error("api_channel_shadowed", channel=row.name)
             continue
         try:
-            build_channels([row.config], [f"channel {row.name!r}"])
+            parse_channel(row.config, f"channel {row.name!r}")  # alone: its fallback is checked below, among all
         except ConfigError as exc:
             if strict:
                 raise
@@ -73,6 +73,7 @@ async def build_snapshot(config: Config, store: Store, *, strict: bool = False) 
             continue
         raw_channels[row.name] = row.config
         channel_managed[row.name] = "api"
+    _drop_broken_fallbacks(raw_channels, channel_managed, strict)
     channels = build_channels(list(raw_channels.values()), [f"channel {n!r}" for n in raw_channels])
 
     decls = list(config.settings.routes)
@@ -104,6 +105,22 @@ async def build_snapshot(config: Config, store: Store, *, strict: bool = False) 
     return Snapshot(config=config, channels=channels, channel_managed=channel_managed, channel_raw=raw_channels,
                     route_decls=tuple(decls), route_managed=route_managed, routes=RouteTable(routes),
                     keyring=KeyRing(keys), key_managed=key_managed, catalog=config.catalog)
+
+
+def _drop_broken_fallbacks(raw: dict[str, dict[str, Any]], managed: dict[str, Managed], strict: bool) -> None:
+    """An API channel is kept once its fallback is none, itself, or a kept channel (config ones are); what is
+    left falls back to a channel that is gone, or round in a circle: left out like any invalid row."""
+    kept = {name for name, origin in managed.items() if origin == "config"}
+    waiting = {name: raw[name].get("fallback") for name in managed if name not in kept}
+    while ready := [name for name, target in waiting.items() if target in (None, name) or target in kept]:
+        kept.update(ready)
+        for name in ready:
+            del waiting[name]
+    for name, target in waiting.items():
+        if strict:
+            raise ConfigError(f"channel {name!r}.fallback: {str(target)[:40]!r} is gone or falls back in a circle")
+        log.error("api_channel_invalid", channel=name, error="its fallback is gone or falls back in a circle")
+        del raw[name], managed[name]
 
 
 class Live:

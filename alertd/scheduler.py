@@ -22,7 +22,7 @@ from alertd.clock import Clock
 from alertd.dispatch import Dispatcher, Job
 from alertd.incidents import Incidents
 from alertd.model import Envelope, Severity, event_id_bound
-from alertd.store import NewEvent, Store, Stored
+from alertd.store import NewEvent, Store, Stored, StoreUnavailable
 from alertd.store import scheduler_ops as ops
 from alertd.store.reads import check_rows, expectation, waiting_expectations
 
@@ -32,6 +32,7 @@ TimerKind = Literal["deadline", "runtime", "expectation", "retention", "incident
 Prepare = Callable[[Sequence[Envelope], str], list[NewEvent]]
 RETENTION_EVERY_S = 3600.0
 RETENTION_BATCH = 500
+TIMER_RETRY_S = 10.0
 SOURCE = "scheduler"
 
 
@@ -135,6 +136,9 @@ class Scheduler:
             for at, kind, key in self.timers.pop_due(self.clock.now()):
                 try:
                     await self._fire(at, kind, key)
+                except StoreUnavailable:  # nor is it lost: it fires again once the store can commit
+                    log.warning("timer_deferred", kind=kind, key=key, retry_in_s=TIMER_RETRY_S)
+                    self.timers.push(self.clock.now() + TIMER_RETRY_S, kind, key)
                 except Exception:  # one bad timer must not stop the others
                     log.exception("timer_failed", kind=kind, key=key)
             await self.clock.wait(self._wake, self.timers.next_due())
@@ -157,14 +161,14 @@ class Scheduler:
             if self.incidents is not None:
                 await self.incidents.step(key)
         else:
-            check = self.checks.get(key)
-            if check is None:
-                return
-            current = check.state.deadline_at if kind == "deadline" else check.state.runtime_deadline_at
-            if current != at:
-                return  # a stale entry: the deadline moved since it was pushed
-            step = logic.on_deadline if kind == "deadline" else logic.on_runtime_deadline
             async with self._locks[key]:
+                check = self.checks.get(key)  # under the lock: a reload or an API change may have replaced it
+                if check is None:
+                    return
+                current = check.state.deadline_at if kind == "deadline" else check.state.runtime_deadline_at
+                if current is None or current > at:
+                    return  # a stale entry: the deadline moved later since it was pushed
+                step = logic.on_deadline if kind == "deadline" else logic.on_runtime_deadline
                 await self._apply(check, step(check.decl, check.state, self.clock.now()), None)
 
     # ---- checks ---------------------------------------------------------------------------------
@@ -182,19 +186,21 @@ class Scheduler:
         for name, decl in wanted.items():
             if name in rows and rows[name].managed == "api":
                 log.error("check_shadowed", check=name)  # the config wins: it is what operators read
-            await self.store.writer.submit(
-                partial(ops.upsert_check, name=name, managed="config", config=decl.model_dump(exclude_none=True),
-                        now=now))
-            existing = self.checks.get(name)
-            row = rows.get(name)
-            state = existing.state if existing else (
-                CheckState(row.state, row.last_ping_at, row.last_start_at, row.deadline_at,  # type: ignore[arg-type]
-                           row.runtime_deadline_at, row.fail_streak) if row else CheckState())
-            self._adopt(Check(decl, state, "config"))
+            async with self._locks[name]:  # a ping in flight lands first, or finds the new Check
+                await self.store.writer.submit(
+                    partial(ops.upsert_check, name=name, managed="config", config=decl.model_dump(exclude_none=True),
+                            now=now))
+                existing = self.checks.get(name)
+                row = rows.get(name)
+                state = existing.state if existing else (
+                    CheckState(row.state, row.last_ping_at, row.last_start_at, row.deadline_at,  # type: ignore[arg-type]
+                               row.runtime_deadline_at, row.fail_streak) if row else CheckState())
+                self._adopt(Check(decl, state, "config"))
         for name, row in rows.items():
             if row.managed == "config" and name not in wanted:
-                await self.store.writer.submit(partial(ops.delete_check, name=name))
-                self.checks.pop(name, None)
+                async with self._locks[name]:
+                    await self.store.writer.submit(partial(ops.delete_check, name=name))
+                    self.checks.pop(name, None)
 
     async def put_check(self, decl: CheckDecl, *, create: bool) -> Check:
         async with self._locks[decl.name]:
@@ -312,7 +318,8 @@ class Scheduler:
 
         def events_for(resolution: ops.Resolution) -> list[NewEvent]:
             emits = self._outcome_emits(key, new_state, found, outcome_payload, resolution)
-            prepared.extend(self._events(emits))
+            # replaced, not extended: the writer may run this op twice (a group commit re-run job by job)
+            prepared[:] = self._events(emits)
             return prepared
 
         now = time.time()

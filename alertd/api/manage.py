@@ -15,7 +15,6 @@ from alertd.api.state import API_KEY, RUNTIME, Runtime
 from alertd.changes import ChangeError, Changes
 from alertd.channels import ChannelConfig, PermanentError, RetryableError
 from alertd.config import ConfigError, load_config
-from alertd.dispatch import Job
 from alertd.durations import iso
 from alertd.ingest import IngestError, parse_envelope
 from alertd.model import DeliveryState, Event, Severity, new_event_id
@@ -28,6 +27,7 @@ from alertd.store import admin_ops as ops
 from alertd.store.reads import api_keys, audit_rows, event_counts_since, incident, incidents
 
 SECRET_REFS = ("env:", "file:", "cred:")
+RESTART_SECTIONS = ("server", "storage", "net")
 MAX_BULK = 10_000
 
 
@@ -297,11 +297,7 @@ async def retry_dead(request: web.Request) -> web.Response:
     if len(ids) > 1:
         confirm_destructive(request)
     reopened = await runtime.store.writer.submit(lambda c: ops.reopen_dead(c, ids, time.time()))
-    for delivery_id in reopened:
-        delivery = await runtime.store.read.delivery(delivery_id)
-        event = await runtime.store.read.event(delivery.event_id) if delivery else None
-        if delivery is not None and event is not None:
-            runtime.dispatcher.offer([Job(delivery, event)])
+    await runtime.dispatcher.take(reopened)
     return json_response({"retried": len(reopened), "ids": reopened}, status=202)
 
 
@@ -359,6 +355,14 @@ async def reload_config(request: web.Request) -> web.Response:
 async def reload_from_file(runtime: Runtime) -> None:
     """Re-reads the TOML. An invalid file changes nothing (the ConfigError says why)."""
     config = load_config(runtime.config.source)
+    running = runtime.config.settings
+    for section in RESTART_SECTIONS:
+        # these are wired into long-lived parts at start (the listening socket, the store, the outbound
+        # policy in the resolver, the connect check and the URL cache): applying them now would be a lie
+        if getattr(config.settings, section) != getattr(running, section):
+            raise ConfigError(f"[{section}] changed: that takes a restart; nothing was reloaded")
+    if config.settings.metrics.enabled != running.metrics.enabled:
+        raise ConfigError("[metrics] enabled changed: that takes a restart; nothing was reloaded")
     await runtime.changes.reload(config)
     await runtime.scheduler.sync_config(config.settings.checks)
     await silence_ops.apply_config(runtime.silences, runtime.store, config.settings.silences)

@@ -69,9 +69,19 @@ class Store:
     def insert_events(self, items: Sequence[NewEvent]) -> asyncio.Future[list[Stored]]:
         return self.writer.submit(InsertEvents(items, self._ids, time.time()))
 
-    def record_attempt(self, record: AttemptRecord) -> asyncio.Future[None]:
+    def record_attempt(self, record: AttemptRecord, fallback: tuple[Event, str] | None = None,
+                       ) -> asyncio.Future[list[Delivery]]:
+        """With `fallback` (event, channel), the linked fallback delivery commits with the attempt that made
+        the delivery dead: a crash or a failed commit leaves both or neither, never a dead end."""
         now = time.time()
-        return self.writer.submit(lambda conn: ops.record_attempt(conn, record, now))
+
+        def op(conn: sqlite3.Connection) -> list[Delivery]:
+            ops.record_attempt(conn, record, now)
+            if fallback is None:
+                return []
+            targets = [(fallback[1], record.attempt.delivery_id)]
+            return ops.add_deliveries(conn, fallback[0], targets, Origin.FALLBACK, self._ids, now)
+        return self.writer.submit(op)
 
     def add_deliveries(self, event: Event, targets: Sequence[tuple[str, int | None]],
                        origin: Origin) -> asyncio.Future[list[Delivery]]:

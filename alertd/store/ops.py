@@ -90,9 +90,9 @@ def insert_events(conn: sqlite3.Connection, items: Sequence[NewEvent], ids: Deli
         event_rows.append((event.id, event.name, int(event.severity), orjson.dumps(event.payload).decode(),
                            event.created_at, event.source, event.idempotency_key, len(item.channels)))
         deliveries = _new_deliveries(event, item.channels, ids, now, Origin.ROUTE, None)
-        skipped = _storm_control(conn, item, deliveries, now, opened)
+        skipped, quiet = _storm_control(conn, item, deliveries, now, opened)
         delivery_rows.extend(_delivery_row(d) for d in deliveries)
-        incidents, requests = _human_loop(conn, item, now)
+        incidents, requests = _human_loop(conn, item, now, quiet)
         results.append(Stored(event.id, False, [d for d in deliveries if d.state is not DeliveryState.SKIPPED],
                               skipped, incidents, requests))
     conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)", event_rows)
@@ -100,14 +100,17 @@ def insert_events(conn: sqlite3.Connection, items: Sequence[NewEvent], ids: Deli
     return results
 
 
-def _human_loop(conn: sqlite3.Connection, item: NewEvent,
-                now: float) -> tuple[list[tuple[int, float]], list[tuple[int, str]]]:
+def _human_loop(conn: sqlite3.Connection, item: NewEvent, now: float,
+                quiet: set[str]) -> tuple[list[tuple[int, float]], list[tuple[int, str]]]:
     """Incidents for escalating routes and approval requests, in the event's own transaction: an
-    event is never stored without the escalation it asked for."""
+    event is never stored without the escalation it asked for. A route whose dedup window suppressed
+    the event (`quiet`) opens none: the incident of the event that went out stands for it."""
     if item.silenced_by is not None or not (item.escalations or item.actions):
         return [], []
     incidents = []
     for route, first_after in item.escalations:
+        if route in quiet:
+            continue
         cursor = conn.execute("INSERT INTO incidents (event_id, route, state, opened_at, step, next_step_at) "
                               "VALUES (?, ?, 'open', ?, 0, ?)", (item.event.id, route, now, now + first_after))
         assert cursor.lastrowid is not None
@@ -131,15 +134,16 @@ def audit(conn: sqlite3.Connection, what: str, subject: str, actor: str, detail:
 
 
 def _storm_control(conn: sqlite3.Connection, item: NewEvent, deliveries: list[Delivery], now: float,
-                   opened: dict[int, dict[str, int]]) -> list[Delivery]:
+                   opened: dict[int, dict[str, int]]) -> tuple[list[Delivery], set[str]]:
     """Marks the deliveries a silence or an open dedup window skips; opens the windows of the routes
-    that were not suppressed. Returns the skipped ones. Exact under concurrency: only this thread writes."""
+    that were not suppressed. Returns the skipped ones and the suppressed routes. Exact under concurrency:
+    only this thread writes."""
     if item.silenced_by is not None:
         for d in deliveries:
             _skip(d, SILENCED, item.silenced_by)
-        return list(deliveries)
+        return list(deliveries), set()
     if not item.claims:
-        return []
+        return [], set()
     suppressed = _open_windows(conn, item.claims, now)
     skipped = []
     for d in deliveries:
@@ -159,7 +163,7 @@ def _storm_control(conn: sqlite3.Connection, item: NewEvent, deliveries: list[De
                      "ON CONFLICT (route, key) DO UPDATE SET delivery_id = excluded.delivery_id, "
                      "until = excluded.until", (claim.route, claim.key, first_id, now + claim.window))
         opened[first_id] = sent
-    return skipped
+    return skipped, set(suppressed)
 
 
 def _open_windows(conn: sqlite3.Connection, claims: Sequence[DedupClaim], now: float) -> dict[str, int]:

@@ -98,8 +98,12 @@ def _move_streak(conn: sqlite3.Connection, group: str | None, *, failed: bool, n
 
 def purge_before(conn: sqlite3.Connection, event_id_bound: str, batch: int) -> int:
     """Deletes up to `batch` events older than the bound, with their deliveries and attempts.
-    Small batches keep each write transaction short, so ingest never waits long behind retention."""
-    ids = [r[0] for r in conn.execute("SELECT id FROM events WHERE id < ? LIMIT ?", (event_id_bound, batch))]
+    Small batches keep each write transaction short, so ingest never waits long behind retention.
+    An event with open deliveries (a backlog, a replay, a retried dead letter) stays until they close:
+    retention must never drop an obligation."""
+    ids = [r[0] for r in conn.execute(
+        "SELECT e.id FROM events e WHERE e.id < ? AND NOT EXISTS (SELECT 1 FROM deliveries d "
+        "WHERE d.event_id = e.id AND d.state IN ('pending', 'retrying')) LIMIT ?", (event_id_bound, batch))]
     if not ids:
         return 0
     marks = ",".join("?" * len(ids))

@@ -85,6 +85,9 @@ class Writer:
     def submit(self, op: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         assert self._loop is not None, "writer not started"
         future: asyncio.Future[T] = self._loop.create_future()
+        if self._task is None or self._task.done():  # closed (or dead): no one would ever settle it
+            future.set_exception(StoreUnavailable("the store is closed"))
+            return future
         self._pending.append(_Job(op, future))
         self._wake.set()
         return future
@@ -110,9 +113,10 @@ class Writer:
                 await self._commit(jobs)
             if self._commits_since_checkpoint >= CHECKPOINT_EVERY_COMMITS:
                 await self._checkpoint()
-            if self._closing:
+            if self._closing and not self._pending:  # a job queued during a checkpoint is committed first
                 await self._checkpoint()
-                return
+                if not self._pending:
+                    return
 
     async def _checkpoint(self) -> None:
         """PASSIVE: copies what it can of the WAL into the database without blocking the writer."""

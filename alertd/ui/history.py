@@ -13,7 +13,6 @@ from aiohttp import web
 from alertd.api import params
 from alertd.api.errors import ApiError
 from alertd.api.state import Runtime
-from alertd.dispatch import Job
 from alertd.model import DeliveryState, Envelope, Severity
 from alertd.replay import ReplayError
 from alertd.store import DeliveryFilter, EventFilter
@@ -136,9 +135,5 @@ async def retry_dead_letters(page: Page) -> web.StreamResponse:
 async def retry_dead(runtime: Runtime, ids: list[int]) -> list[int]:
     """Dead deliveries back in the queue in place — what api.manage.retry_dead does after parsing."""
     reopened: list[int] = await runtime.store.writer.submit(lambda c: ops.reopen_dead(c, ids, time.time()))
-    for delivery_id in reopened:
-        delivery = await runtime.store.read.delivery(delivery_id)
-        found = await runtime.store.read.event(delivery.event_id) if delivery else None
-        if delivery is not None and found is not None:
-            runtime.dispatcher.offer([Job(delivery, found)])
+    await runtime.dispatcher.take(reopened)
     return reopened
