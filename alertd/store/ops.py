@@ -22,7 +22,9 @@ class DeliveryIds:
         self._next = 1
 
     def load(self, conn: sqlite3.Connection) -> None:
-        self._next = int(conn.execute("SELECT coalesce(max(id), 0) FROM deliveries").fetchone()[0]) + 1
+        highest = int(conn.execute("SELECT coalesce(max(id), 0) FROM deliveries").fetchone()[0])
+        floor = conn.execute("SELECT value FROM kv WHERE key = 'delivery_id_floor'").fetchone()
+        self._next = max(highest, int(floor[0]) if floor else 0) + 1  # retention may have purged the top
 
     def take(self, count: int) -> int:
         first = self._next

@@ -103,9 +103,15 @@ def purge_before(conn: sqlite3.Connection, event_id_bound: str, batch: int) -> i
     retention must never drop an obligation."""
     ids = [r[0] for r in conn.execute(
         "SELECT e.id FROM events e WHERE e.id < ? AND NOT EXISTS (SELECT 1 FROM deliveries d "
-        "WHERE d.event_id = e.id AND d.state IN ('pending', 'retrying')) LIMIT ?", (event_id_bound, batch))]
+        "WHERE d.event_id = e.id AND d.state IN ('pending', 'retrying')) "
+        "AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.event_id = e.id AND i.state = 'open') LIMIT ?",
+        (event_id_bound, batch))]
     if not ids:
         return 0
+    # purging can remove the highest delivery id; remember it, so ids are never handed out twice
+    conn.execute("INSERT INTO kv (key, value) SELECT 'delivery_id_floor', coalesce(max(id), 0) FROM deliveries "
+                 "WHERE true ON CONFLICT(key) DO UPDATE SET value = max(CAST(value AS INTEGER), "
+                 "CAST(excluded.value AS INTEGER))")
     marks = ",".join("?" * len(ids))
     conn.execute(f"DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id IN ({marks}))",
                  ids)

@@ -48,3 +48,27 @@ async def test_history_older_than_retention_goes_in_batches_and_recent_history_s
     assert await store.read.event(recent[0]) is not None and await store.read.event(old[0]) is None
     assert [r[0] for r in await store.read._all("SELECT subject FROM audit")] == ["incident:1"]
     assert await scheduler.purge() == 0
+
+
+async def test_ids_are_not_handed_out_again_after_retention_purged_the_highest(store):
+    now = time.time()
+    await add(store, now - 1 * DAY, 1)
+    old = await add(store, now - 40 * DAY, 1)  # inserted last: it holds the highest delivery id
+    [top] = await store.read.deliveries_for_event(old[0])
+    scheduler = Scheduler(store, None, lambda envelopes, source: [], ManualClock(now),  # type: ignore[arg-type]
+                          retention_days=30)
+    assert await scheduler.purge() == 1
+    ids = store.ids
+    await store.writer.submit(ids.load)
+    assert ids.take(1) > top.id
+
+
+async def test_an_event_with_an_open_incident_is_kept(store):
+    now = time.time()
+    [event_id] = await add(store, now - 40 * DAY, 1)
+    await store.writer.submit(lambda c: c.execute(
+        "INSERT INTO incidents (event_id, route, state, opened_at) VALUES (?, 'r', 'open', ?)", (event_id, now)))
+    scheduler = Scheduler(store, None, lambda envelopes, source: [], ManualClock(now),  # type: ignore[arg-type]
+                          retention_days=30)
+    assert await scheduler.purge() == 0
+    assert await store.read.event(event_id) is not None
