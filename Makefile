@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-quick bench-deps clean
+.PHONY: run test lint bench bench-quick bench-deps reliability soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,14 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run_all.py --quick
+
+## reliability: the reliability suite including its slow part (~5 min; soak excluded)
+reliability: $(STAMP)
+	ALERTD_SLOW=1 $(BIN)/pytest tests/reliability -k 'not soak'
+
+## soak: SOAK_SECONDS (default 600) at 200 events/s with a flapping receiver
+soak: $(STAMP)
+	scripts/soak $(SOAK_SECONDS)
 
 ## bench-deps: optional tools for the benches (wrk load generator; py-spy profiler)
 bench-deps: $(STAMP)
