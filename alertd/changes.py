@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from alertd.auth import hash_key, new_key
 from alertd.channels.base import parse_rate
 from alertd.config import Config, ConfigError, RouteDecl, build_channels, build_routes, describe_validation_error
+from alertd.errors import RequestError
 from alertd.live import Live, build_snapshot
 from alertd.routing import valid_pattern
 from alertd.store import Store
@@ -24,10 +25,8 @@ from alertd.store.reads import KeyRow, api_keys
 NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_.-"
 
 
-class ChangeError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.field = status, code, message, field
+class ChangeError(RequestError):
+    pass
 
 
 def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

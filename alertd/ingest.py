@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from alertd.auth import ApiKey
 from alertd.dedup import DEFAULT_TEMPLATE, DedupKey, compile_dedup_key
 from alertd.dispatch import Dispatcher, Job
+from alertd.errors import RequestError
 from alertd.metrics import NO_METRICS, MetricHooks
 from alertd.model import Envelope, Event, Severity, new_event_id
 from alertd.redact import SensitiveKeys, redact
@@ -29,10 +30,8 @@ ACTION_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 MAX_ACTIONS = 10
 
 
-class IngestError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.field = status, code, message, field
+class IngestError(RequestError):
+    pass
 
 
 def invalid(message: str, field: str) -> IngestError:

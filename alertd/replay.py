@@ -6,15 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from alertd.dispatch import Dispatcher, Job
+from alertd.errors import RequestError
 from alertd.live import Live
 from alertd.model import Delivery, Envelope, Origin
 from alertd.store import Store
 
 
-class ReplayError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.field = status, code, message, field
+class ReplayError(RequestError):
+    pass
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from alertd import checks as logic
 from alertd.checks import CheckDecl, CheckState, Emit, PingKind, Transition
 from alertd.clock import Clock
 from alertd.dispatch import Dispatcher, Job
+from alertd.errors import RequestError
 from alertd.incidents import Incidents
 from alertd.model import Envelope, Severity, event_id_bound
 from alertd.store import NewEvent, Store, Stored, StoreUnavailable
@@ -36,10 +37,8 @@ TIMER_RETRY_S = 10.0
 SOURCE = "scheduler"
 
 
-class SchedulerError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.field = status, code, message, field
+class SchedulerError(RequestError):
+    pass
 
 
 @dataclass

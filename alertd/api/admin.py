@@ -8,7 +8,6 @@ from alertd.api import params, serialize
 from alertd.api.errors import ApiError, json_response
 from alertd.api.events import parse_json
 from alertd.api.state import RUNTIME
-from alertd.replay import ReplayError
 from alertd.store import DeliveryFilter, EventFilter
 
 MAX_REPLAY_IDS = 500
@@ -57,10 +56,7 @@ async def replay_event(request: web.Request) -> web.Response:
     if channels is not None and (not isinstance(channels, list) or not channels or len(channels) > 100
                                  or not all(isinstance(c, str) for c in channels)):
         raise ApiError(400, "invalid_body", "channels must be a non-empty list of channel names", "channels")
-    try:
-        replayed = await request.app[RUNTIME].replayer.replay_event(request.match_info["id"], channels)
-    except ReplayError as exc:
-        raise ApiError(exc.status, exc.code, exc.message, exc.field) from None
+    replayed = await request.app[RUNTIME].replayer.replay_event(request.match_info["id"], channels)
     return json_response({"event_id": replayed.event_id,
                           "deliveries": [serialize.delivery(d) for d in replayed.deliveries]}, status=202)
 
@@ -71,8 +67,5 @@ async def replay_deliveries(request: web.Request) -> web.Response:
     if (not isinstance(ids, list) or not 1 <= len(ids) <= MAX_REPLAY_IDS
             or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids)):
         raise ApiError(400, "invalid_body", f"ids must be a list of 1 to {MAX_REPLAY_IDS} delivery ids", "ids")
-    try:
-        created = await request.app[RUNTIME].replayer.replay_deliveries(ids)
-    except ReplayError as exc:
-        raise ApiError(exc.status, exc.code, exc.message, exc.field) from None
+    created = await request.app[RUNTIME].replayer.replay_deliveries(ids)
     return json_response({"deliveries": [serialize.delivery(d) for d in created]}, status=202)

@@ -18,17 +18,13 @@ from alertd.config import describe_validation_error
 from alertd.durations import iso, parse_duration, parse_timestamp
 from alertd.model import Severity
 from alertd.redact import redact
-from alertd.scheduler import Check, SchedulerError
+from alertd.scheduler import Check
 from alertd.store.reads import recent_pings
 
 MAX_PING_BODY = 10 * 1024
 MAX_KEY = 200
 CHECK_STATES = ("new", "up", "down", "running", "paused")
 PING_KINDS: dict[str, PingKind] = {"ping": "success", "start": "start", "fail": "fail"}
-
-
-def _raise(exc: SchedulerError) -> ApiError:
-    return ApiError(exc.status, exc.code, exc.message, exc.field)
 
 
 def check_view(check: Check) -> dict[str, Any]:
@@ -49,10 +45,7 @@ async def ping(request: web.Request) -> web.Response:
         raise ApiError(403, "forbidden", f"key {request[API_KEY].name!r} may not ping {name[:60]!r}")
     kind, exit_status = _signal(signal)
     body = await _ping_body(request, runtime)
-    try:
-        check = await runtime.scheduler.ping(name, kind, exit_status, body, request[API_KEY].name)
-    except SchedulerError as exc:
-        raise _raise(exc) from None
+    check = await runtime.scheduler.ping(name, kind, exit_status, body, request[API_KEY].name)
     return json_response({"check": name, "received": kind, "state": check.state.state,
                           "next_deadline_at": iso(check.state.deadline_at)}, status=202)
 
@@ -89,10 +82,7 @@ async def post_expectation(request: web.Request) -> web.Response:
     group = body.get("group")
     if group is not None and (not isinstance(group, str) or not 1 <= len(group) <= MAX_KEY):
         raise ApiError(400, "invalid_body", f"group must be a string of 1 to {MAX_KEY} characters", "group")
-    try:
-        await runtime.scheduler.expect(key, deadline, severity, payload, group, request[API_KEY].name)
-    except SchedulerError as exc:
-        raise _raise(exc) from None
+    await runtime.scheduler.expect(key, deadline, severity, payload, group, request[API_KEY].name)
     return json_response({"key": key, "deadline_at": iso(deadline), "group": group, "state": "waiting"}, status=201)
 
 
@@ -104,11 +94,8 @@ async def post_outcome(request: web.Request) -> web.Response:
     if not isinstance(success, bool):
         raise ApiError(400, "invalid_body", "success must be true or false", "success")
     payload = _payload(body, runtime)
-    try:
-        resolution = await runtime.scheduler.outcome(key, success, payload, request[API_KEY].name,
-                                                     request[API_KEY].is_admin)
-    except SchedulerError as exc:
-        raise _raise(exc) from None
+    resolution = await runtime.scheduler.outcome(key, success, payload, request[API_KEY].name,
+                                                 request[API_KEY].is_admin)
     return json_response({"key": key, "state": "met" if success else "failed", "group": resolution.group,
                           "group_fail_streak": resolution.streak}, status=202)
 
@@ -198,19 +185,13 @@ async def _put(request: web.Request, raw: dict[str, Any], *, create: bool) -> we
         decl = CheckDecl.model_validate(raw)
     except ValidationError as exc:
         raise ApiError(400, "invalid_check", describe_validation_error(exc)) from None
-    try:
-        check = await request.app[RUNTIME].scheduler.put_check(decl, create=create)
-    except SchedulerError as exc:
-        raise _raise(exc) from None
+    check = await request.app[RUNTIME].scheduler.put_check(decl, create=create)
     return json_response(check_view(check), status=201 if create else 200)
 
 
 async def delete_check(request: web.Request) -> web.Response:
     confirm_destructive(request)
-    try:
-        await request.app[RUNTIME].scheduler.delete_check(request.match_info["name"])
-    except SchedulerError as exc:
-        raise _raise(exc) from None
+    await request.app[RUNTIME].scheduler.delete_check(request.match_info["name"])
     return json_response({"deleted": request.match_info["name"]})
 
 
@@ -225,8 +206,5 @@ async def resume_check(request: web.Request) -> web.Response:
 async def _set_paused(request: web.Request, paused: bool) -> web.Response:
     if request.can_read_body:
         parse_json(await request.read())  # tolerated, ignored; but it must be JSON if sent
-    try:
-        check = await request.app[RUNTIME].scheduler.set_paused(request.match_info["name"], paused)
-    except SchedulerError as exc:
-        raise _raise(exc) from None
+    check = await request.app[RUNTIME].scheduler.set_paused(request.match_info["name"], paused)
     return json_response(check_view(check))

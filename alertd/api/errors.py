@@ -9,6 +9,7 @@ import structlog
 from aiohttp import web
 
 from alertd.api.state import MAX_BODY
+from alertd.errors import RequestError
 from alertd.store import StoreUnavailable
 
 log = structlog.get_logger("alertd.api")
@@ -34,18 +35,15 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     return json_response({"error": error}, status=status, headers=headers)
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.field, self.headers = status, code, message, field, headers
+class ApiError(RequestError):
+    """A refusal decided by the HTTP layer itself (a bad parameter, a missing confirmation)."""
 
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ApiError as exc:
+    except RequestError as exc:  # ApiError and every domain refusal (ingest, changes, scheduler, replay)
         return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
     except StoreUnavailable:
         # wherever a write could not commit: nothing was changed, and the client should come back

@@ -27,8 +27,6 @@ async def post_events(request: web.Request) -> web.Response:
         envelopes = parse_batch(data, runtime.config.server.max_batch, runtime.live.snapshot.default_severity)
         runtime.ingest.authorize(request[API_KEY], envelopes)
         accepted = await runtime.ingest.accept(envelopes, request[API_KEY].name)
-    except IngestError as exc:
-        raise ApiError(exc.status, exc.code, exc.message, exc.field) from None
     except StoreUnavailable:
         raise ApiError(503, "store_unavailable", "the store cannot commit right now; nothing was accepted",
                        headers=RETRY_AFTER) from None

@@ -14,7 +14,6 @@ from alertd.api import serialize
 from alertd.api.errors import ApiError, json_response
 from alertd.api.events import RETRY_AFTER, parse_json
 from alertd.api.state import API_KEY, RUNTIME
-from alertd.ingest import IngestError
 from alertd.model import Envelope
 from alertd.store import StoreUnavailable
 
@@ -45,8 +44,6 @@ async def _ingest(request: web.Request, to_envelopes: Mapper) -> web.Response:
         envelopes = to_envelopes(data, runtime.config.server.max_batch, runtime.live.snapshot.default_severity)
         runtime.ingest.authorize(key, envelopes)
         accepted = await runtime.ingest.accept(envelopes, key.name)
-    except IngestError as exc:
-        raise ApiError(exc.status, exc.code, exc.message, exc.field) from None
     except StoreUnavailable:
         raise ApiError(503, "store_unavailable", "the store cannot commit right now; nothing was accepted",
                        headers=RETRY_AFTER) from None

@@ -12,11 +12,11 @@ from alertd.api import params, serialize
 from alertd.api.errors import ApiError, json_response
 from alertd.api.events import parse_json
 from alertd.api.state import API_KEY, RUNTIME, Runtime
-from alertd.changes import ChangeError, Changes
+from alertd.changes import Changes
 from alertd.channels import ChannelConfig, PermanentError, RetryableError
 from alertd.config import ConfigError, load_config
 from alertd.durations import iso
-from alertd.ingest import IngestError, parse_envelope
+from alertd.ingest import parse_envelope
 from alertd.model import DeliveryState, Event, Severity, new_event_id
 from alertd.netguard import redact_url
 from alertd.render import render
@@ -43,10 +43,6 @@ def confirm_destructive(request: web.Request) -> None:
 
 async def body_of(request: web.Request, allowed: frozenset[str] | None = None) -> dict[str, Any]:
     return params.body_object(parse_json(await request.read()), allowed)
-
-
-def raise_change(exc: ChangeError) -> ApiError:
-    return ApiError(exc.status, exc.code, exc.message, exc.field)
 
 
 # ---- channels -----------------------------------------------------------------------------------
@@ -98,28 +94,19 @@ async def get_channel(request: web.Request) -> web.Response:
 
 async def create_channel(request: web.Request) -> web.Response:
     raw = await body_of(request)
-    try:
-        await changes(request).create_channel(raw)
-    except ChangeError as exc:
-        raise raise_change(exc) from None
+    await changes(request).create_channel(raw)
     return json_response(channel_view(request.app[RUNTIME], str(raw["name"])), status=201)
 
 
 async def patch_channel(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    try:
-        await changes(request).patch_channel(name, await body_of(request))
-    except ChangeError as exc:
-        raise raise_change(exc) from None
+    await changes(request).patch_channel(name, await body_of(request))
     return json_response(channel_view(request.app[RUNTIME], name))
 
 
 async def delete_channel(request: web.Request) -> web.Response:
     confirm_destructive(request)
-    try:
-        await changes(request).delete_channel(request.match_info["name"])
-    except ChangeError as exc:
-        raise raise_change(exc) from None
+    await changes(request).delete_channel(request.match_info["name"])
     return json_response({"deleted": request.match_info["name"]})
 
 
@@ -168,28 +155,19 @@ async def get_route(request: web.Request) -> web.Response:
 
 async def create_route(request: web.Request) -> web.Response:
     raw = await body_of(request)
-    try:
-        await changes(request).create_route(raw)
-    except ChangeError as exc:
-        raise raise_change(exc) from None
+    await changes(request).create_route(raw)
     return json_response(route_view(request.app[RUNTIME], str(raw["name"])), status=201)
 
 
 async def patch_route(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    try:
-        await changes(request).patch_route(name, await body_of(request))
-    except ChangeError as exc:
-        raise raise_change(exc) from None
+    await changes(request).patch_route(name, await body_of(request))
     return json_response(route_view(request.app[RUNTIME], name))
 
 
 async def delete_route(request: web.Request) -> web.Response:
     confirm_destructive(request)
-    try:
-        await changes(request).delete_route(request.match_info["name"])
-    except ChangeError as exc:
-        raise raise_change(exc) from None
+    await changes(request).delete_route(request.match_info["name"])
     return json_response({"deleted": request.match_info["name"]})
 
 
@@ -197,10 +175,7 @@ async def test_routes(request: web.Request) -> web.Response:
     """Given an envelope: which routes take it, which channels would receive it, and why not the rest."""
     runtime = request.app[RUNTIME]
     snapshot = runtime.live.snapshot
-    try:
-        envelope = parse_envelope(await body_of(request), "", snapshot.default_severity)
-    except IngestError as exc:
-        raise ApiError(exc.status, exc.code, exc.message, exc.field) from None
+    envelope = parse_envelope(await body_of(request), "", snapshot.default_severity)
     target = envelope.as_match_target()
     verdicts = [explain_route(r, envelope.event, envelope.severity, target) for r in snapshot.routes.routes]
     return json_response({
@@ -256,10 +231,7 @@ async def create_key(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_body", "role must be a string", "role")
     if not isinstance(events, list):
         raise ApiError(400, "invalid_body", "events must be a list of event patterns", "events")
-    try:
-        created = await changes(request).create_key(name, role, events, rate)
-    except ChangeError as exc:
-        raise raise_change(exc) from None
+    created = await changes(request).create_key(name, role, events, rate)
     row = created.row
     return json_response({"name": row.name, "key": created.plaintext, "prefix": row.prefix, "role": row.role,
                           "events": list(row.events), "rate": row.rate, "created_at": iso(row.created_at),
@@ -268,10 +240,7 @@ async def create_key(request: web.Request) -> web.Response:
 
 async def revoke_key(request: web.Request) -> web.Response:
     confirm_destructive(request)
-    try:
-        await changes(request).revoke_key(request.match_info["name"])
-    except ChangeError as exc:
-        raise raise_change(exc) from None
+    await changes(request).revoke_key(request.match_info["name"])
     return json_response({"revoked": request.match_info["name"]})
 
 
