@@ -9,9 +9,9 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from alertd.durations import iso, parse_duration
+from alertd.durations import iso, parse_bounded_duration
 from alertd.model import Severity
 from alertd.routing import valid_pattern
 
@@ -42,13 +42,10 @@ class CheckDecl(BaseModel):
 
     @field_validator("period", "grace", "max_runtime", mode="before")
     @classmethod
-    def _duration(cls, value: Any) -> float | None:
+    def _duration(cls, value: Any, info: ValidationInfo) -> float | None:
         if value is None:
             return None
-        seconds = parse_duration(value)
-        if not 1 <= seconds <= 366 * 86400:
-            raise ValueError("must be between 1s and 366d")
-        return seconds
+        return parse_bounded_duration(value, 1, 366 * 86400, info.field_name or "a duration")
 
     @field_validator("severity")
     @classmethod

@@ -26,7 +26,7 @@ from alertd.channels.base import parse_rate
 from alertd.checks import CheckDecl
 from alertd.conditions import ConditionError, parse_conditions
 from alertd.dedup import compile_dedup_key
-from alertd.durations import parse_duration
+from alertd.durations import parse_bounded_duration, parse_duration
 from alertd.model import Severity
 from alertd.redact import DEFAULT_SENSITIVE_KEYS, compile_sensitive
 from alertd.routing import EscalationStep, Route, sort_routes, valid_pattern
@@ -125,10 +125,7 @@ class SchedulerSettings(BaseModel):
     @field_validator("link_ttl", mode="before")
     @classmethod
     def _ttl(cls, value: Any) -> float:
-        seconds = parse_duration(value)
-        if not 60 <= seconds <= 30 * 86400:
-            raise ValueError("link_ttl must be between 1m and 30d")
-        return seconds
+        return parse_bounded_duration(value, 60, 30 * 86400, "link_ttl")
 
 
 class LogSettings(BaseModel):
@@ -190,10 +187,7 @@ class EscalateDecl(BaseModel):
     @field_validator("after", mode="before")
     @classmethod
     def _after(cls, value: Any) -> float:
-        seconds = parse_duration(value)
-        if not 1 <= seconds <= 7 * 86400:
-            raise ValueError("after must be between 1s and 7d")
-        return seconds
+        return parse_bounded_duration(value, 1, 7 * 86400, "after")
 
 
 class RouteDecl(BaseModel):
@@ -215,10 +209,7 @@ class RouteDecl(BaseModel):
     def _window(cls, value: Any) -> float | None:
         if value is None:
             return None
-        seconds = parse_duration(value)
-        if not 1 <= seconds <= 30 * 86400:
-            raise ValueError("suppress_for must be between 1s and 30d")
-        return seconds
+        return parse_bounded_duration(value, 1, 30 * 86400, "suppress_for")
 
     @field_validator("dedup_key")
     @classmethod

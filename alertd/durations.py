@@ -29,6 +29,24 @@ def parse_duration(value: str | int | float) -> float:
     return seconds
 
 
+def parse_bounded_duration(value: str | int | float, low: float, high: float, what: str) -> float:
+    """A duration that must lie in [low, high]; the error names the setting and its bounds."""
+    seconds = parse_duration(value)
+    if not low <= seconds <= high:
+        raise ValueError(f"{what} must be between {human(low)} and {human(high)}")
+    return seconds
+
+
+def human(seconds: float) -> str:
+    """60 → "1m", 0.1 → "100ms": durations as people write them in the config."""
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 def parse_instant(value: str, now: float) -> float:
     """A point in time: a duration ago ("1h" = one hour before now) or an ISO-8601 timestamp
     (naive means UTC). Returns epoch seconds."""

@@ -15,7 +15,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from yarl import URL
 
-from alertd.durations import parse_duration
+from alertd.durations import parse_bounded_duration
 from alertd.model import Message
 from alertd.netguard import BlockedTarget, NetPolicy, redact_url, validate_url
 from alertd.render import MessageTemplate, compile_template
@@ -90,10 +90,7 @@ class ChannelConfig(BaseModel):
     @field_validator("timeout", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
-        seconds = parse_duration(value)
-        if not 0.1 <= seconds <= 300:
-            raise ValueError("timeout must be between 100ms and 5m")
-        return seconds
+        return parse_bounded_duration(value, 0.1, 300, "timeout")
 
     @field_validator("rate")
     @classmethod
