@@ -99,9 +99,9 @@ class Incidents:
             log.info("incident_acked", incident_id=incident_id, actor=actor)
         return result
 
-    async def ack_link(self, token: str, actor: str) -> ops.AckResult:
-        claim = self.check_link(token, "ack")
-        result = await self.ack(claim.subject, actor, claim.jti)
+    async def ack_link(self, claim: Claim) -> ops.AckResult:
+        """Acknowledges through a verified link (see check_link); its token id makes it single-use."""
+        result = await self.ack(claim.subject, f"link:{claim.jti}", claim.jti)
         if result.outcome == "used":
             raise LinkError(409, "This link has already been used.")
         return result
@@ -139,8 +139,9 @@ class Incidents:
 
     # ---- approval -------------------------------------------------------------------------------
 
-    async def approve_link(self, token: str, actor: str) -> dict[str, Any]:
-        claim = self.check_link(token, "approve")
+    async def approve_link(self, claim: Claim) -> dict[str, Any]:
+        """Approves through a verified link (see check_link); its token id makes it single-use."""
+        actor = f"link:{claim.jti}"
         request = await action_request(self.store.read, claim.subject)
         if request is None:
             raise LinkError(404, "This action no longer exists.")

@@ -52,8 +52,7 @@ async def ack_preview(request: web.Request) -> web.Response:
 async def ack_post(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     try:
-        claim = runtime.incidents.check_link(request.match_info["token"], "ack")
-        result = await runtime.incidents.ack_link(request.match_info["token"], f"link:{claim.jti}")
+        result = await runtime.incidents.ack_link(runtime.incidents.check_link(request.match_info["token"], "ack"))
     except LinkError as exc:
         return refused(exc)
     if result.outcome == "acked":
@@ -83,8 +82,8 @@ async def approve_preview(request: web.Request) -> web.Response:
 async def approve_post(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     try:
-        claim = runtime.incidents.check_link(request.match_info["token"], "approve")
-        found = await runtime.incidents.approve_link(request.match_info["token"], f"link:{claim.jti}")
+        found = await runtime.incidents.approve_link(runtime.incidents.check_link(request.match_info["token"],
+                                                                                  "approve"))
     except LinkError as exc:
         return refused(exc)
     return page(200, "Approved", f"“{found['label']}” was approved and is being carried out.", tone="ok")

@@ -15,6 +15,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from yarl import URL
 
+from alertd.channels.escape import url_secret_parts
 from alertd.durations import parse_bounded_duration
 from alertd.model import Message
 from alertd.netguard import BlockedTarget, NetPolicy, redact_url, validate_url
@@ -167,7 +168,12 @@ class BaseChannel(ABC):
         self.http = http
         self.template: MessageTemplate | None = (
             compile_template(config.template.title, config.template.body) if config.template else None)
-        self._secrets = [v for v in _secret_values(config) if len(v) >= 4]
+        secrets = [v for v in _secret_values(config) if len(v) >= 4]
+        # a secret URL (Slack, Discord, Teams webhooks) is a credential in its path or query too:
+        # mask those parts wherever they show up on their own, for every channel type at once
+        for value in [v for v in secrets if v.startswith(("http://", "https://"))]:
+            secrets.extend(url_secret_parts(value))
+        self._secrets = secrets
         self._urls = [v for v in (getattr(config, f) for f in type(config).model_fields)
                       if isinstance(v, str) and v.startswith(("http://", "https://"))]
 

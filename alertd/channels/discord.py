@@ -9,8 +9,8 @@ from typing import Any, Literal
 import orjson
 from pydantic import Field, field_validator
 
-from alertd.channels.base import BaseChannel, ChannelConfig, HttpReply, HttpSender, Outcome, RetryableError
-from alertd.channels.escape import ZERO_WIDTH_SPACE, discord_text, fit, url_secret_parts
+from alertd.channels.base import BaseChannel, ChannelConfig, HttpReply, Outcome, RetryableError
+from alertd.channels.escape import ZERO_WIDTH_SPACE, discord_text, fit
 from alertd.durations import iso
 from alertd.model import Message, Severity
 from alertd.retry import MAX_RETRY_AFTER_S
@@ -92,10 +92,6 @@ class DiscordChannel(BaseChannel):
     # allow 5 per 2 s and about 30 per minute per channel: the sustainable figure is the default.
     default_rate = "30/m"
     config: DiscordConfig
-
-    def __init__(self, config: DiscordConfig, http: HttpSender) -> None:
-        super().__init__(config, http)
-        self._secrets.extend(url_secret_parts(config.webhook_url.get_secret_value()))
 
     async def send(self, message: Message) -> Outcome:
         body = orjson.dumps(discord_payload(message, self.config.username))

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 import orjson
 
-from alertd.channels.base import BaseChannel, ChannelConfig, HttpSender, Outcome
-from alertd.channels.escape import fit, slack_text, url_secret_parts
+from alertd.channels.base import BaseChannel, ChannelConfig, Outcome
+from alertd.channels.escape import fit, slack_text
 from alertd.durations import iso
 from alertd.model import Message, Severity
 from alertd.secrets import Secret
@@ -75,10 +75,6 @@ class SlackChannel(BaseChannel):
     config_model = SlackConfig
     default_rate = "1/s"  # Slack rate limits: "Posting messages: 1 per second", short bursts allowed
     config: SlackConfig
-
-    def __init__(self, config: SlackConfig, http: HttpSender) -> None:
-        super().__init__(config, http)
-        self._secrets.extend(url_secret_parts(config.webhook_url.get_secret_value()))
 
     async def send(self, message: Message) -> Outcome:
         body = orjson.dumps(slack_payload(message))

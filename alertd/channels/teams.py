@@ -16,12 +16,11 @@ from alertd.channels.base import (
     BaseChannel,
     ChannelConfig,
     HttpReply,
-    HttpSender,
     Outcome,
     PermanentError,
     RetryableError,
 )
-from alertd.channels.escape import fit, markdown_text, url_secret_parts
+from alertd.channels.escape import fit, markdown_text
 from alertd.durations import iso
 from alertd.model import Message, Severity
 from alertd.secrets import Secret
@@ -72,10 +71,6 @@ class TeamsChannel(BaseChannel):
     # cap of legacy connectors shows up as a wrapped 429, which is retried.
     default_rate = "1/s"
     config: TeamsConfig
-
-    def __init__(self, config: TeamsConfig, http: HttpSender) -> None:
-        super().__init__(config, http)
-        self._secrets.extend(url_secret_parts(config.webhook_url.get_secret_value()))
 
     async def send(self, message: Message) -> Outcome:
         body = orjson.dumps(teams_payload(message))
