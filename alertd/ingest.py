@@ -28,6 +28,9 @@ MAX_IDEMPOTENCY_KEY = 200
 ENVELOPE_FIELDS = frozenset({"event", "payload", "severity", "idempotency_key", "actions"})
 ACTION_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 MAX_ACTIONS = 10
+# event names already validated: producers repeat a handful of names, so the regex runs once per name
+_VALID_NAMES: set[str] = set()
+VALID_NAMES_LIMIT = 8192
 
 
 class IngestError(RequestError):
@@ -38,41 +41,54 @@ def invalid(message: str, field: str) -> IngestError:
     return IngestError(400, "invalid_event", message, field)
 
 
-def parse_envelope(raw: Any, where: str = "", default_severity: Callable[[str], Severity] | None = None) -> Envelope:
+def parse_envelope(raw: Any, where: str = "", default_severity: Callable[[str], Severity] | None = None,
+                   check_depth: bool = True) -> Envelope:
     """Validates one envelope. `where` prefixes field names in errors (e.g. "[3]." in a batch);
-    a missing severity is `default_severity(name)` (the event catalog's), else info."""
+    a missing severity is `default_severity(name)` (the event catalog's), else info. `check_depth`
+    False: the caller knows the body holds too few brackets to nest past the limit."""
     if not isinstance(raw, dict):
         raise invalid("an event must be a JSON object", where.rstrip(".") or "body")
-    unknown = raw.keys() - ENVELOPE_FIELDS
-    if unknown:
-        name = sorted(unknown)[0][:40]
+    if not raw.keys() <= ENVELOPE_FIELDS:
+        name = sorted(raw.keys() - ENVELOPE_FIELDS)[0][:40]
         raise invalid(f"unknown field {name!r}; allowed: event, payload, severity, idempotency_key", where + name)
-    name = raw.get("event")
-    if not isinstance(name, str) or not name:
-        raise invalid("event is required and must be a string", where + "event")
-    if len(name) > MAX_EVENT_NAME or not EVENT_NAME_RE.match(name):
-        raise invalid("event must be lowercase dotted words (a-z, 0-9, _ and -), at most 200 characters, "
-                      "no '*'", where + "event")
+    name = _event_name(raw.get("event"), where)
     payload = raw.get("payload", {})
     if not isinstance(payload, dict):
         raise invalid("payload must be a JSON object", where + "payload")
-    if depth_exceeds(payload, MAX_DEPTH - 1):
+    if check_depth and depth_exceeds(payload, MAX_DEPTH - 1):
         raise invalid(f"payload is nested deeper than {MAX_DEPTH} levels", where + "payload")
     severity = raw.get("severity")
     if severity is None:
         parsed = default_severity(name) if default_severity is not None else Severity.INFO
-    elif not isinstance(severity, str):
-        raise invalid("severity must be a string", where + "severity")
     else:
-        try:
-            parsed = Severity.parse(severity)
-        except ValueError as exc:
-            raise invalid(str(exc), where + "severity") from None
+        parsed = _severity(severity, where)
     key = raw.get("idempotency_key")
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY):
         raise invalid(f"idempotency_key must be a string of 1 to {MAX_IDEMPOTENCY_KEY} characters",
                       where + "idempotency_key")
-    return Envelope(name, payload, parsed, key, parse_actions(raw.get("actions"), where))
+    actions = raw.get("actions")
+    return Envelope(name, payload, parsed, key, () if actions is None else parse_actions(actions, where))
+
+
+def _event_name(name: Any, where: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise invalid("event is required and must be a string", where + "event")
+    if name not in _VALID_NAMES:
+        if len(name) > MAX_EVENT_NAME or not EVENT_NAME_RE.match(name):
+            raise invalid("event must be lowercase dotted words (a-z, 0-9, _ and -), at most 200 characters, "
+                          "no '*'", where + "event")
+        if len(_VALID_NAMES) < VALID_NAMES_LIMIT:  # bounded: a producer inventing names cannot grow it
+            _VALID_NAMES.add(name)
+    return name
+
+
+def _severity(severity: Any, where: str) -> Severity:
+    if not isinstance(severity, str):
+        raise invalid("severity must be a string", where + "severity")
+    try:
+        return Severity.parse(severity)
+    except ValueError as exc:
+        raise invalid(str(exc), where + "severity") from None
 
 
 def parse_actions(raw: Any, where: str) -> tuple[tuple[str, str], ...]:
@@ -112,64 +128,88 @@ def depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """What a set of matched routes adds up to: worked out once per set, not once per event."""
+
+    routes: tuple[Route, ...]
+    channels: tuple[str, ...]
+    escalations: tuple[tuple[str, float], ...]  # (route, seconds to its first step)
+    actions: frozenset[str]  # the approvals these routes allow
+    dedup: bool  # some route has a dedup window
+
+    @classmethod
+    def of(cls, routes: Sequence[Route]) -> Reach:
+        return cls(tuple(routes), tuple(channels_for(routes)),
+                   tuple((r.name, r.escalate[0].after_s) for r in routes if r.escalate),
+                   frozenset(name for r in routes for name in r.actions), any(r.suppress_for for r in routes))
+
+
 class RouteTable:
-    """Routes plus a cache of the routes a (name, severity) reaches before conditions: events repeat
-    their names, so the pattern scan runs once per name and only conditions run per event. Routes with
-    a dedup window (`suppress_for`) have their key template compiled here, once per config."""
+    """Routes plus a cache of what a (name, severity) reaches before conditions: events repeat their
+    names, so the pattern scan, and for routes without conditions everything derived from the match,
+    runs once per name; only conditions run per event. Routes with a dedup window (`suppress_for`)
+    have their key template compiled here, once per config."""
 
     CACHE_LIMIT = 8192
 
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = tuple(routes)
-        self._candidates: dict[tuple[str, Severity], tuple[Route, ...]] = {}
+        # (name, severity) → (the candidate routes, their Reach when none has conditions, else None)
+        self._candidates: dict[tuple[str, Severity], tuple[tuple[Route, ...], Reach | None]] = {}
         self._keys: dict[str, DedupKey] = {
             r.name: compile_dedup_key(r.dedup_key or DEFAULT_TEMPLATE) for r in self.routes if r.suppress_for}
 
-    def candidates(self, name: str, severity: Severity) -> tuple[Route, ...]:
+    def _lookup(self, name: str, severity: Severity) -> tuple[tuple[Route, ...], Reach | None]:
         key = (name, severity)
         found = self._candidates.get(key)
         if found is None:
             if len(self._candidates) >= self.CACHE_LIMIT:
                 self._candidates.clear()
-            found = tuple(r for r in self.routes if severity >= r.min_severity and pattern_matches(r.match, name))
+            routes = tuple(r for r in self.routes if severity >= r.min_severity and pattern_matches(r.match, name))
+            found = routes, None if any(r.conditions is not None for r in routes) else Reach.of(routes)
             self._candidates[key] = found
         return found
 
-    def match(self, envelope: Envelope) -> list[Route]:
-        candidates = self.candidates(envelope.event, envelope.severity)
-        if all(r.conditions is None for r in candidates):
-            return list(candidates)
+    def candidates(self, name: str, severity: Severity) -> tuple[Route, ...]:
+        return self._lookup(name, severity)[0]
+
+    def reach(self, envelope: Envelope) -> Reach:
+        candidates, reach = self._lookup(envelope.event, envelope.severity)
+        if reach is not None:
+            return reach
         target = envelope.as_match_target()
-        return [r for r in candidates if r.conditions is None or r.conditions.matches(target)]
+        return Reach.of([r for r in candidates if r.conditions is None or r.conditions.matches(target)])
+
+    def match(self, envelope: Envelope) -> list[Route]:
+        return list(self.reach(envelope).routes)
 
     def channels(self, envelope: Envelope) -> tuple[str, ...]:
-        return tuple(channels_for(self.match(envelope)))
+        return self.reach(envelope).channels
 
     def new_event(self, event: Event, envelope: Envelope, silences: SilenceSet, now: float) -> NewEvent:
         """What to store for `event`: its channels and the storm control decided at routing time.
         Conditions and silences look at the envelope as sent; dedup keys render from the stored
         (redacted) payload, so a key never holds a secret."""
-        matched = self.match(envelope)
-        channels = tuple(channels_for(matched))
+        reach = self.reach(envelope)
+        channels = reach.channels
         if len(silences) and channels:
             silence = silences.first_match(envelope.event, envelope.as_match_target(), now)
             if silence is not None:
                 return NewEvent(event, channels, silenced_by=silence.id)
-        escalations = tuple((r.name, r.escalate[0].after_s) for r in matched if r.escalate)
-        allowed = {name for r in matched for name in r.actions}
-        actions = tuple(a for a in envelope.actions if a[0] in allowed)
-        if not self._keys or not channels:
-            return NewEvent(event, channels, escalations=escalations, actions=actions)
+        actions = tuple(a for a in envelope.actions if a[0] in reach.actions) if envelope.actions else ()
+        if not reach.dedup or not channels:
+            return NewEvent(event, channels, escalations=reach.escalations, actions=actions)
         claims = []
         unclaimed: set[str] = set()
-        for route in matched:
+        for route in reach.routes:
             render = self._keys.get(route.name)
             if render is None or route.suppress_for is None:
                 unclaimed.update(route.channels)
                 continue
             key = render(event.name, event.severity, event.payload)
             claims.append(DedupClaim(route.name, key, route.suppress_for, tuple(dict.fromkeys(route.channels))))
-        return NewEvent(event, channels, tuple(claims), frozenset(unclaimed), escalations=escalations,
+        return NewEvent(event, channels, tuple(claims), frozenset(unclaimed), escalations=reach.escalations,
                         actions=actions)
 
 
@@ -220,7 +260,7 @@ class Ingest:
         for index, envelope in enumerate(envelopes):
             if not envelope.actions:
                 continue
-            allowed = {name for r in routes.match(envelope) for name in r.actions}
+            allowed = routes.reach(envelope).actions
             for name, _ in envelope.actions:
                 if name not in allowed:
                     where = f"[{index}].actions" if len(envelopes) > 1 else "actions"

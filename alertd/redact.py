@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -28,6 +28,8 @@ _CAMEL_BOUNDARY = re.compile(r"([a-z0-9])([A-Z])")  # "accessToken" → "access_
 _DIGIT_BOUNDARY = re.compile(r"([A-Za-z])([0-9])")  # "password2" → "password_2"
 _SEPARATORS = re.compile(r"[-_. ]+")
 _CONTAINERS = (dict, list)
+HARMLESS_CACHE_LIMIT = 4096
+HARMLESS_KEY_MAX = 64
 
 
 @lru_cache(maxsize=4096)
@@ -45,6 +47,9 @@ class SensitiveKeys:
     words: frozenset[str]
     runs: tuple[tuple[str, ...], ...]
     run_starts: frozenset[str]
+    # Keys already judged harmless. Payloads repeat their keys, so on the ingest path one C-level subset
+    # test usually clears a whole object. Bounded, so random keys from a hostile producer cannot grow it.
+    harmless: set[str] = field(default_factory=set, compare=False, hash=False, repr=False)
 
     def __call__(self, key: str) -> bool:
         return is_sensitive(key, self)
@@ -106,6 +111,7 @@ def redact(value: Any, sensitive: SensitiveKeys) -> Any:
 
 
 def _has_sensitive(value: Any, sensitive: SensitiveKeys) -> bool:
+    harmless = sensitive.harmless
     seen: set[int] = set()
     stack = [value]
     while stack:
@@ -114,13 +120,16 @@ def _has_sensitive(value: Any, sensitive: SensitiveKeys) -> bool:
             continue
         seen.add(id(item))
         if isinstance(item, dict):
-            for key, child in item.items():
-                if _is_sensitive_key(key, sensitive):
-                    return True
-                if isinstance(child, _CONTAINERS):
-                    stack.append(child)
+            keys = item.keys()
+            if not keys <= harmless:
+                for key in keys - harmless:
+                    if _is_sensitive_key(key, sensitive):
+                        return True
+                    if len(harmless) < HARMLESS_CACHE_LIMIT and isinstance(key, str) and len(key) <= HARMLESS_KEY_MAX:
+                        harmless.add(key)
+            stack.extend([child for child in item.values() if isinstance(child, _CONTAINERS)])
         else:
-            stack.extend(child for child in item if isinstance(child, _CONTAINERS))
+            stack.extend([child for child in item if isinstance(child, _CONTAINERS)])
     return False
 
 

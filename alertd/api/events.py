@@ -11,7 +11,7 @@ from aiohttp import web
 from alertd.api import serialize
 from alertd.api.errors import ApiError, json_response
 from alertd.api.state import API_KEY, RUNTIME
-from alertd.ingest import Envelope, IngestError, parse_envelope
+from alertd.ingest import MAX_DEPTH, Envelope, IngestError, parse_envelope
 from alertd.model import Severity
 from alertd.store import StoreUnavailable
 
@@ -22,9 +22,14 @@ async def post_events(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     if not runtime.accepting:
         raise ApiError(503, "shutting_down", "alertd is shutting down; retry shortly", headers=RETRY_AFTER)
-    data = parse_json(await request.read())
+    body = await request.read()
+    data = parse_json(body)
+    # No payload can nest past the limit in a body with fewer brackets than that: the common small
+    # event skips the walk over its payload.
+    deep = body.count(b"{") + body.count(b"[") > MAX_DEPTH
     try:
-        envelopes = parse_batch(data, runtime.config.server.max_batch, runtime.live.snapshot.default_severity)
+        envelopes = parse_batch(data, runtime.config.server.max_batch, runtime.live.snapshot.default_severity,
+                                check_depth=deep)
         runtime.ingest.authorize(request[API_KEY], envelopes)
         accepted = await runtime.ingest.accept(envelopes, request[API_KEY].name)
     except StoreUnavailable:
@@ -45,11 +50,12 @@ def parse_json(body: bytes) -> Any:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {str(exc)[:120]}", "body") from None
 
 
-def parse_batch(data: Any, max_batch: int, default_severity: Callable[[str], Severity] | None = None) -> list[Envelope]:
+def parse_batch(data: Any, max_batch: int, default_severity: Callable[[str], Severity] | None = None,
+                check_depth: bool = True) -> list[Envelope]:
     if isinstance(data, list):
         if not data:
             raise IngestError(400, "invalid_event", "an empty batch has nothing to accept", "body")
         if len(data) > max_batch:
             raise IngestError(413, "too_large", f"a batch holds at most {max_batch} events", "body")
-        return [parse_envelope(item, f"[{i}].", default_severity) for i, item in enumerate(data)]
-    return [parse_envelope(data, "", default_severity)]
+        return [parse_envelope(item, f"[{i}].", default_severity, check_depth) for i, item in enumerate(data)]
+    return [parse_envelope(data, "", default_severity, check_depth)]

@@ -91,6 +91,9 @@ def insert_events(conn: sqlite3.Connection, items: Sequence[NewEvent], ids: Deli
                 continue
         event_rows.append((event.id, event.name, int(event.severity), orjson.dumps(event.payload).decode(),
                            event.created_at, event.source, event.idempotency_key, len(item.channels)))
+        if not (item.channels or item.escalations or item.actions):  # routed nowhere: nothing more to write
+            results.append(Stored(event.id, False, []))
+            continue
         deliveries = _new_deliveries(event, item.channels, ids, now, Origin.ROUTE, None)
         skipped, quiet = _storm_control(conn, item, deliveries, now, opened)
         delivery_rows.extend(_delivery_row(d) for d in deliveries)

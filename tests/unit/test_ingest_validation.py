@@ -1,8 +1,9 @@
 import pytest
 
+from alertd import model
 from alertd.auth import ApiKey, KeyRing, hash_key, new_key, presented_key
 from alertd.ingest import IngestError, depth_exceeds, parse_envelope
-from alertd.model import Severity, new_event_id
+from alertd.model import Severity, event_id_bound, new_event_id
 
 
 def test_a_minimal_envelope_defaults_to_info_and_an_empty_payload():
@@ -91,6 +92,17 @@ def test_new_keys_carry_a_scannable_prefix():
 def test_event_ids_sort_by_creation_time():
     ids = [new_event_id(1_700_000_000 + i) for i in range(50)]
     assert ids == sorted(ids) and all(len(i) == 30 and i.startswith("evt_") for i in ids)
+
+
+def test_event_ids_are_ulids_whose_bounds_fall_in_their_millisecond(monkeypatch):
+    # the fast encoder (cached time digits, base32 of the random bytes) must spell the same ULID as
+    # the bit-by-bit one that event_id_bound uses, or time filters would miss events
+    random = bytes(range(246, 256))
+    monkeypatch.setattr(model, "_RANDOM", type("Fixed", (), {"take": lambda self: random})())
+    for ms in (0, 1, 1_700_000_000_123, 2**48 - 1):
+        made = new_event_id(ms / 1000)
+        assert made == model._ulid((ms << 80) | int.from_bytes(random, "big"))
+        assert event_id_bound(ms / 1000) <= made < event_id_bound((ms + 1) / 1000)
 
 
 def test_a_key_that_is_not_printable_ascii_is_no_key():

@@ -8,6 +8,7 @@ import pytest
 
 from alertd.redact import (
     DEFAULT_SENSITIVE_KEYS,
+    HARMLESS_CACHE_LIMIT,
     REDACTED,
     compile_sensitive,
     is_sensitive,
@@ -135,3 +136,14 @@ def test_shared_and_cyclic_structures() -> None:
     assert result["a"] is result["b"]
     assert result["self"] is result
     assert shared == {"token": "t"}
+
+
+def test_the_harmless_key_memory_is_bounded_and_never_hides_a_secret() -> None:
+    sensitive = compile_sensitive(DEFAULT_SENSITIVE_KEYS)
+    hostile = {f"field_{n}": n for n in range(HARMLESS_CACHE_LIMIT * 2)} | {"x" * 5000: 1}
+    assert redact(hostile, sensitive) is hostile
+    assert len(sensitive.harmless) == HARMLESS_CACHE_LIMIT and "x" * 5000 not in sensitive.harmless
+    # every key of this payload is remembered as harmless except the secret, wherever it sits
+    payload = {"field_1": {"field_2": [{"field_3": 1, "apiKey": "k"}]}}
+    assert redact(payload, sensitive) == {"field_1": {"field_2": [{"field_3": 1, "apiKey": REDACTED}]}}
+    assert "apiKey" not in sensitive.harmless
