@@ -30,7 +30,7 @@ class ApiKey:
         return self.role == "admin"
 
     def may_emit(self, event_name: str) -> bool:
-        return self.is_admin or any_pattern_matches(self.events, event_name)
+        return self.is_admin or "*" in self.events or any_pattern_matches(self.events, event_name)
 
 
 def hash_key(key: str) -> str:
