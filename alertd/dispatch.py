@@ -95,6 +95,8 @@ class Lane:
         return jobs
 
     def _surplus(self) -> bool:
+        if len(self.workers) <= self.channel.config.concurrency:  # the common case, checked per job: no scan
+            return False
         alive = [t for t in self.workers if not t.done()]
         if len(alive) > self.channel.config.concurrency:
             current = asyncio.current_task()

@@ -5,6 +5,8 @@ that the process being measured never shares its event loop with the load or the
 
     python bench/common.py receiver --port P           webhook receiver (200 fast; /_control, /_stats)
     python bench/common.py baseline-ingest --port P    plain aiohttp: read + orjson-parse, 202, no storing
+    python bench/common.py floor-ingest --port P --db F --sync S
+                                                       the baseline plus a group-commit writer: the durable floor
     python bench/common.py loadgen --url U ...         the Python load generator (when wrk is missing)
     python bench/common.py sender --url U --count N    bare aiohttp client, fixed pool of worker coroutines
 
@@ -380,6 +382,17 @@ end
 """
 
 
+def py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """Samples `pid` until it exits, into `out` as collapsed stacks (`--format raw`), for profiling by hand."""
+    tool = Path(PYTHON).with_name("py-spy")
+    if not tool.exists():
+        raise SystemExit("--profile needs py-spy: make bench-deps")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([str(tool), "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
+                             "--output", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
 def wrk_path() -> str | None:
     return shutil.which("wrk")
 
@@ -538,6 +551,70 @@ async def _baseline_ingest(port: int) -> None:
     await _serve_until_term(app, port)
 
 
+async def _floor_ingest(port: int, db: Path, synchronous: str) -> None:
+    """The durable floor: the baseline handler plus the smallest group commit that keeps a 202 honest
+    (one row per event in a table shaped like alertd's, a writer task on the loop committing whatever
+    queued since its last commit, fsync in a thread under `full`). No auth, validation, redaction or
+    routing: alertd's ratio to this is what those cost; this one's ratio to the baseline, what storing costs."""
+    import sqlite3
+
+    import orjson
+    from aiohttp import web
+
+    conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute("CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, name TEXT NOT NULL, severity INTEGER, "
+                 "payload TEXT NOT NULL, created_at REAL NOT NULL)")
+    checkpointer = sqlite3.connect(db, check_same_thread=False)
+    queued: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
+    wake = asyncio.Event()
+    sequence = 0
+
+    async def writer() -> None:
+        nonlocal queued
+        commits = 0
+        while True:
+            await wake.wait()
+            wake.clear()
+            await asyncio.sleep(0)
+            while queued:
+                batch, queued = queued, []
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", [row for row, _ in batch])
+                if synchronous == "full":
+                    await asyncio.to_thread(conn.execute, "COMMIT")
+                else:
+                    conn.execute("COMMIT")
+                for _, done in batch:
+                    done.set_result(None)
+                commits += 1
+                if commits % 200 == 0:
+                    await asyncio.to_thread(checkpointer.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+
+    async def post_events(request: web.Request) -> web.Response:
+        nonlocal sequence
+        data = orjson.loads(await request.read())
+        sequence += 1
+        done = asyncio.get_running_loop().create_future()
+        queued.append(((f"evt_{sequence:026d}", data.get("event"), 2, orjson.dumps(data.get("payload")).decode(),
+                        time.time()), done))
+        wake.set()
+        await done
+        body = orjson.dumps({"id": f"evt_{sequence:026d}", "event": data.get("event"),
+                             "severity": data.get("severity", "info"), "deliveries": 0, "duplicate": False})
+        return web.Response(body=body, status=202, content_type="application/json")
+
+    task = asyncio.create_task(writer())
+    app = web.Application()
+    app.router.add_post("/v1/events", post_events)
+    try:
+        await _serve_until_term(app, port)
+    finally:
+        task.cancel()
+
+
 async def _loadgen(url: str, duration: float, connections: int, body: bytes, key: str) -> dict[str, Any]:
     import aiohttp
 
@@ -612,6 +689,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="mode", required=True)
     for mode in ("receiver", "baseline-ingest"):
         sub.add_parser(mode).add_argument("--port", type=int, required=True)
+    floor = sub.add_parser("floor-ingest")
+    floor.add_argument("--port", type=int, required=True)
+    floor.add_argument("--db", type=Path, required=True)
+    floor.add_argument("--sync", choices=("normal", "full"), default="normal")
     gen = sub.add_parser("loadgen")
     gen.add_argument("--url", required=True)
     gen.add_argument("--duration", type=float, default=10.0)
@@ -629,6 +710,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             runner.run(_receiver(args.port))
         elif args.mode == "baseline-ingest":
             runner.run(_baseline_ingest(args.port))
+        elif args.mode == "floor-ingest":
+            runner.run(_floor_ingest(args.port, args.db, args.sync))
         elif args.mode == "loadgen":
             result = runner.run(_loadgen(args.url, args.duration, args.connections, args.body_file.read_bytes(),
                                          args.key))

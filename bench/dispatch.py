@@ -54,6 +54,7 @@ from common import (  # runnable as a script from any directory (sys.path above)
     http_json,
     log,
     median,
+    py_spy,
     workdir,
 )
 
@@ -131,7 +132,8 @@ def preload(daemon: Daemon, receiver: Receiver, events: int) -> None:
         f"none recorded)")
 
 
-def alertd_round(scratch: Path, receiver: Receiver, events: int, workers: int, round_no: int) -> Round:
+def alertd_round(scratch: Path, receiver: Receiver, events: int, workers: int, round_no: int,
+                 profile: Path | None = None) -> Round:
     db_dir = scratch / f"dispatch-{round_no}"
     db_dir.mkdir()
     daemon = Daemon(DaemonConfig(free_port(), db_dir / "alertd.db", "normal", receiver.url, concurrency=workers),
@@ -139,10 +141,13 @@ def alertd_round(scratch: Path, receiver: Receiver, events: int, workers: int, r
     preload(daemon, receiver, events)
     receiver.control(hold="0", reset="1")
     healthy = daemon.start()
+    spy = py_spy(daemon.pid, profile / f"dispatch-{round_no}.txt") if profile is not None else None
     try:
         drained = daemon.wait_drained(600, interval=0.1)
     finally:
         daemon.stop()
+        if spy is not None:
+            spy.wait(30)  # py-spy writes its file when the daemon exits
     result = receiver.measured()
     result.wall_rate = events / (drained - healthy)
     result.startup_s = daemon.startup_s
@@ -180,6 +185,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="alternating (baseline, alertd) rounds (default 3)")
     parser.add_argument("--workers", type=int, default=64, help="baseline pool = channel concurrency")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (databases, logs)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="record alertd's drain with py-spy (collapsed stacks, one file per round) into DIR")
     args = parser.parse_args(argv)
     args.events = args.events or (5_000 if args.quick else 20_000)
     args.rounds = args.rounds or (1 if args.quick else 3)
@@ -202,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                 baseline.append(base)
                 log(f"  round {round_no}  baseline {base.rate:8.0f} deliveries/s  (client-timed "
                     f"{base.wall_rate:.0f}/s; body {base.body_bytes} B, headers {base.header_bytes} B)")
-                mine = alertd_round(scratch, receiver, args.events, args.workers, round_no)
+                mine = alertd_round(scratch, receiver, args.events, args.workers, round_no, args.profile)
                 ours.append(mine)
                 log(f"  round {round_no}  alertd   {mine.rate:8.0f} deliveries/s  (N / (drained − /health OK) "
                     f"{mine.wall_rate:.0f}/s; startup {mine.startup_s:.2f}s; body {mine.body_bytes} B, "

@@ -54,6 +54,7 @@ class Setup:
     mode: str
     baseline: list[LoadResult] = field(default_factory=list)
     alertd: list[LoadResult] = field(default_factory=list)
+    floor: list[LoadResult] = field(default_factory=list)  # with --floor: the durable floor's rounds
     acked: int = 0
     stored: int = 0
     durable: bool = True
@@ -80,9 +81,27 @@ class Setup:
 
 
 def run_setup(setup: Setup, generator: LoadGenerator, baseline_url: str, receiver_port: int,
-              scratch: Path, rounds: int, duration: float, warmup: float) -> None:
+              scratch: Path, rounds: int, duration: float, warmup: float, with_floor: bool = False) -> None:
     db_dir = scratch / setup.name
     db_dir.mkdir()
+    floor_url, floor = None, None
+    if with_floor:
+        floor_port = free_port()
+        floor = helper(f"floor-{setup.name}", "floor-ingest", floor_port, scratch, "--db",
+                       str(db_dir / "floor.db"), "--sync", setup.sync)
+        floor_url = f"http://{HOST}:{floor_port}/v1/events"
+        generator.run(floor_url, warmup)
+    try:
+        _run_rounds(setup, generator, baseline_url, floor_url, receiver_port, db_dir, scratch, rounds, duration,
+                    warmup)
+    finally:
+        if floor is not None:
+            floor.stop()
+
+
+def _run_rounds(setup: Setup, generator: LoadGenerator, baseline_url: str, floor_url: str | None,
+                receiver_port: int, db_dir: Path, scratch: Path, rounds: int, duration: float,
+                warmup: float) -> None:
     hook = f"http://{HOST}:{receiver_port}/hook" if setup.mode == "with_delivery" else None
     daemon = Daemon(DaemonConfig(free_port(), db_dir / "alertd.db", setup.sync, hook, concurrency=32),
                     scratch, name=setup.name)
@@ -97,6 +116,9 @@ def run_setup(setup: Setup, generator: LoadGenerator, baseline_url: str, receive
             base = generator.run(baseline_url, duration)
             setup.baseline.append(base)
             log(f"  round {round_no}  baseline {base.summary()}")
+            if floor_url is not None:
+                setup.floor.append(generator.run(floor_url, duration))
+                log(f"  round {round_no}  floor    {setup.floor[-1].summary()}")
             ours = generator.run(url, duration)
             assert daemon.proc is not None
             daemon.proc.check()
@@ -141,6 +163,13 @@ def report(setup: Setup, generator: LoadGenerator, receiver_count: int | None) -
         "baseline_rounds": [round(r.rps) for r in setup.baseline],
         "valid": setup.durable,
     }
+    if setup.floor:
+        f_rps = median([r.rps for r in setup.floor])
+        details["floor"] = round(f_rps, 1)
+        details["floor_ratio"] = round(f_rps / b_rps, 3) if b_rps else None
+        details["alertd_to_floor"] = round(a_rps / f_rps, 3) if f_rps else None
+        log(f"     durable floor {f_rps:.0f} req/s: {details['floor_ratio']} of the baseline; alertd is "
+            f"{details['alertd_to_floor']} of the floor")
     if setup.mode == "with_delivery":
         details["drain_after_round_s"] = [round(s, 2) for s in setup.drain_s]
         details["receiver_count"] = receiver_count
@@ -165,6 +194,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mode", default="ingest_only,with_delivery", help="ingest_only,with_delivery")
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (databases, logs)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also measure the durable floor (the baseline plus a bare group commit) in each round")
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.duration = args.duration or (2.0 if args.quick else 8.0)
@@ -197,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"\n{setup.name}: synchronous = {sync!r}, {MODES[mode]}")
                     before = http_json("GET", f"http://{HOST}:{receiver_port}/_stats")[1]["count"]
                     run_setup(setup, generator, baseline_url, receiver_port, scratch, args.rounds, args.duration,
-                              args.warmup)
+                              args.warmup, args.floor)
                     after = http_json("GET", f"http://{HOST}:{receiver_port}/_stats")[1]["count"]
                     report(setup, generator, after - before if mode == "with_delivery" else None)
                     durable = durable and setup.durable

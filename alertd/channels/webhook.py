@@ -79,12 +79,14 @@ class WebhookChannel(BaseChannel):
         super().__init__(config, http)
         secrets = [s.get_secret_value() for s in [config.secret, *config.previous_secrets] if s is not None]
         self._standard_keys = [decode_standard_secret(s) for s in secrets] if config.signing == "standard" else []
+        # the same on every attempt: built once, not per send
+        self._static_headers = {"content-type": "application/json", "user-agent": "alertd",
+                                **{k: v.get_secret_value() for k, v in config.headers.items()}}
 
     async def send(self, message: Message) -> Outcome:
         body = webhook_body(message)
         msg_id = message_id(message)
-        headers = {"content-type": "application/json", "user-agent": "alertd",
-                   **{k: v.get_secret_value() for k, v in self.config.headers.items()}}
+        headers = self._static_headers.copy()
         if self.config.signing == "standard":
             headers.update(standard_headers(self._standard_keys, msg_id, int(time.time()), body))
         else:
