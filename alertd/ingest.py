@@ -15,7 +15,7 @@ from alertd.errors import RequestError
 from alertd.metrics import NO_METRICS, MetricHooks
 from alertd.model import Envelope, Event, Severity, new_event_id
 from alertd.redact import SensitiveKeys, redact
-from alertd.routing import EVENT_NAME_RE, MAX_EVENT_NAME, Route, channels_for, pattern_matches
+from alertd.routing import Route, channels_for, pattern_matches, valid_event_name
 from alertd.silences import NO_SILENCES, SilenceSet
 from alertd.store import NewEvent, Store, Stored
 from alertd.store.ops import DedupClaim
@@ -28,9 +28,6 @@ MAX_IDEMPOTENCY_KEY = 200
 ENVELOPE_FIELDS = frozenset({"event", "payload", "severity", "idempotency_key", "actions"})
 ACTION_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 MAX_ACTIONS = 10
-# event names already validated: producers repeat a handful of names, so the regex runs once per name
-_VALID_NAMES: set[str] = set()
-VALID_NAMES_LIMIT = 8192
 
 
 class IngestError(RequestError):
@@ -45,7 +42,7 @@ def parse_envelope(raw: Any, where: str = "", default_severity: Callable[[str], 
                    check_depth: bool = True) -> Envelope:
     """Validates one envelope. `where` prefixes field names in errors (e.g. "[3]." in a batch);
     a missing severity is `default_severity(name)` (the event catalog's), else info. `check_depth`
-    False: the caller knows the body holds too few brackets to nest past the limit."""
+    False: the caller saw the raw body and `may_nest_too_deep` said no."""
     if not isinstance(raw, dict):
         raise invalid("an event must be a JSON object", where.rstrip(".") or "body")
     if not raw.keys() <= ENVELOPE_FIELDS:
@@ -73,12 +70,9 @@ def parse_envelope(raw: Any, where: str = "", default_severity: Callable[[str], 
 def _event_name(name: Any, where: str) -> str:
     if not isinstance(name, str) or not name:
         raise invalid("event is required and must be a string", where + "event")
-    if name not in _VALID_NAMES:
-        if len(name) > MAX_EVENT_NAME or not EVENT_NAME_RE.match(name):
-            raise invalid("event must be lowercase dotted words (a-z, 0-9, _ and -), at most 200 characters, "
-                          "no '*'", where + "event")
-        if len(_VALID_NAMES) < VALID_NAMES_LIMIT:  # bounded: a producer inventing names cannot grow it
-            _VALID_NAMES.add(name)
+    if not valid_event_name(name):
+        raise invalid("event must be lowercase dotted words (a-z, 0-9, _ and -), at most 200 characters, "
+                      "no '*'", where + "event")
     return name
 
 
@@ -109,6 +103,12 @@ def parse_actions(raw: Any, where: str) -> tuple[tuple[str, str], ...]:
             raise invalid("label: a string of 1 to 100 characters", field + ".label")
         actions.append((name, label))
     return tuple(actions)
+
+
+def may_nest_too_deep(body: bytes) -> bool:
+    """False when the raw JSON body holds too few brackets to nest past MAX_DEPTH (brackets inside
+    strings only make this overcount): the common small event then skips the walk over its payload."""
+    return body.count(b"{") + body.count(b"[") > MAX_DEPTH
 
 
 def depth_exceeds(value: Any, limit: int) -> bool:
@@ -171,18 +171,12 @@ class RouteTable:
             self._candidates[key] = found
         return found
 
-    def candidates(self, name: str, severity: Severity) -> tuple[Route, ...]:
-        return self._lookup(name, severity)[0]
-
     def reach(self, envelope: Envelope) -> Reach:
         candidates, reach = self._lookup(envelope.event, envelope.severity)
         if reach is not None:
             return reach
         target = envelope.as_match_target()
         return Reach.of([r for r in candidates if r.conditions is None or r.conditions.matches(target)])
-
-    def match(self, envelope: Envelope) -> list[Route]:
-        return list(self.reach(envelope).routes)
 
     def channels(self, envelope: Envelope) -> tuple[str, ...]:
         return self.reach(envelope).channels

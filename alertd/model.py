@@ -6,6 +6,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
+from functools import lru_cache
 from typing import Any
 
 
@@ -139,21 +140,11 @@ _RANDOM = _RandomBits()
 _DIGIT_PAIRS = tuple(_CROCKFORD[i >> 5] + _CROCKFORD[i & 31] for i in range(1024))
 
 
-class _TimePrefix:
+@lru_cache(maxsize=1)
+def _time_prefix(ms: int) -> str:
     """`evt_` and the 10 time digits of a ULID, encoded once per millisecond: events arrive many per
     millisecond under load, and the encoding was most of an id's cost."""
-
-    def __init__(self) -> None:
-        self._ms = -1
-        self._prefix = ""
-
-    def of(self, ms: int) -> str:
-        if ms != self._ms:
-            self._ms, self._prefix = ms, _ulid(ms << 80)[:14]
-        return self._prefix
-
-
-_TIME_PREFIX = _TimePrefix()
+    return _ulid(ms << 80)[:14]
 
 
 def new_event_id(now: float | None = None) -> str:
@@ -161,7 +152,7 @@ def new_event_id(now: float | None = None) -> str:
     (cursors and SQLite's primary-key index both like that)."""
     ms = int((time.time() if now is None else now) * 1000)
     r, p = int.from_bytes(_RANDOM.take(), "big"), _DIGIT_PAIRS
-    return "".join([_TIME_PREFIX.of(ms), p[r >> 70], p[(r >> 60) & 1023], p[(r >> 50) & 1023], p[(r >> 40) & 1023],
+    return "".join([_time_prefix(ms), p[r >> 70], p[(r >> 60) & 1023], p[(r >> 50) & 1023], p[(r >> 40) & 1023],
                     p[(r >> 30) & 1023], p[(r >> 20) & 1023], p[(r >> 10) & 1023], p[r & 1023]])
 
 

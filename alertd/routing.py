@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from alertd.conditions import ConditionSet
@@ -14,6 +15,11 @@ from alertd.model import Severity
 EVENT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9_-]+)*\Z")
 PATTERN_RE = re.compile(r"^(\*|[a-z0-9][a-z0-9_-]*(\.[a-z0-9_-]+)*(\.\*)?)\Z")
 MAX_EVENT_NAME = 200
+
+
+@lru_cache(maxsize=8192)  # producers repeat a handful of names: the regex runs once per name
+def valid_event_name(name: str) -> bool:
+    return 0 < len(name) <= MAX_EVENT_NAME and EVENT_NAME_RE.match(name) is not None
 
 
 def valid_pattern(pattern: str) -> bool:

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from alertd.adapters import UNNAMED, bounded_limit, dotted_name
 from alertd.ingest import MAX_IDEMPOTENCY_KEY, IngestError, invalid, parse_envelope
 from alertd.model import Envelope, Severity
-from alertd.routing import EVENT_NAME_RE, MAX_EVENT_NAME
+from alertd.routing import valid_event_name
 
 HOOK_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 RESERVED_NAMES = frozenset({"alertmanager"})
@@ -301,7 +301,7 @@ def _pointer(text: str) -> Pointer:
 
 def _event_source(text: str, prefix: str) -> Source:
     source = parse_source(text)
-    if isinstance(source, Constant) and not _valid_name(source.value):
+    if isinstance(source, Constant) and not valid_event_name(source.value):
         raise ValueError(f"{source.value[:60]!r} is not an event name (lowercase dotted words: a-z, 0-9, _ and -)")
     return source
 
@@ -351,7 +351,3 @@ def _payload_source(declared: str | dict[str, str]) -> Pointer | tuple[tuple[str
         except ValueError as exc:
             raise ValueError(f"{key[:40]!r}: {exc}") from None
     return tuple(fields)
-
-
-def _valid_name(name: str) -> bool:
-    return 0 < len(name) <= MAX_EVENT_NAME and EVENT_NAME_RE.match(name) is not None

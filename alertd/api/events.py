@@ -11,7 +11,7 @@ from aiohttp import web
 from alertd.api import serialize
 from alertd.api.errors import ApiError, json_response
 from alertd.api.state import API_KEY, RUNTIME
-from alertd.ingest import MAX_DEPTH, Envelope, IngestError, parse_envelope
+from alertd.ingest import Envelope, IngestError, may_nest_too_deep, parse_envelope
 from alertd.model import Severity
 from alertd.store import StoreUnavailable
 
@@ -24,12 +24,9 @@ async def post_events(request: web.Request) -> web.Response:
         raise ApiError(503, "shutting_down", "alertd is shutting down; retry shortly", headers=RETRY_AFTER)
     body = await request.read()
     data = parse_json(body)
-    # No payload can nest past the limit in a body with fewer brackets than that: the common small
-    # event skips the walk over its payload.
-    deep = body.count(b"{") + body.count(b"[") > MAX_DEPTH
     try:
         envelopes = parse_batch(data, runtime.config.server.max_batch, runtime.live.snapshot.default_severity,
-                                check_depth=deep)
+                                check_depth=may_nest_too_deep(body))
         runtime.ingest.authorize(request[API_KEY], envelopes)
         accepted = await runtime.ingest.accept(envelopes, request[API_KEY].name)
     except StoreUnavailable:
