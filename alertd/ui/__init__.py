@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from alertd.api.guard import Handler, guarded
 from alertd.api.state import Runtime
 from alertd.ui import channels, history, operations, routes, signin
-from alertd.ui.web import UI, Ui, add_headers, static
+from alertd.ui.web import UI, Ui, static, with_page_headers
 
-__all__ = ["UI", "Ui", "setup"]
+__all__ = ["UI", "Ui", "setup", "with_page_headers"]
 
 
 async def not_found(request: web.Request) -> web.StreamResponse:
@@ -17,34 +18,40 @@ async def not_found(request: web.Request) -> web.StreamResponse:
     return ui.error(request, 404, "Not found", "There is no page here.", ui.session_of(request))
 
 
+PAGES: list[tuple[str, str, Handler]] = [
+    ("GET", "/ui/static/{name}", static),
+    ("GET", "/ui/login", signin.login_form),
+    ("POST", "/ui/login", signin.login),
+    ("POST", "/ui/logout", signin.logout),
+    ("GET", "/ui", history.overview),
+    ("GET", "/ui/", history.overview),
+    ("GET", "/ui/events", history.events),
+    ("GET", "/ui/events/{id}", history.event),
+    ("POST", "/ui/events/{id}/replay", history.replay),
+    ("GET", "/ui/dlq", history.dead_letters),
+    ("POST", "/ui/dlq/retry", history.retry_dead_letters),
+    ("GET", "/ui/channels", channels.channels),
+    ("POST", "/ui/channels/{name}/test", channels.test_channel),
+    ("GET", "/ui/routes", routes.routes),
+    ("POST", "/ui/routes", routes.explain),
+    ("GET", "/ui/checks", operations.checks),
+    ("POST", "/ui/checks/{name}/pause", operations.pause_check),
+    ("POST", "/ui/checks/{name}/resume", operations.resume_check),
+    ("GET", "/ui/silences", operations.silences),
+    ("POST", "/ui/silences", operations.create_silence),
+    ("POST", "/ui/silences/{id}/expire", operations.expire_silence),
+    ("GET", "/ui/incidents", operations.incidents),
+    ("POST", "/ui/incidents/{id}/ack", operations.ack_incident),
+    ("GET", "/ui/{tail:.*}", not_found),
+]
+
+
 def setup(app: web.Application, runtime: Runtime) -> None:
     """Adds the /ui routes and static files. Idempotent: a second call changes nothing."""
     if UI in app:
         return
     app[UI] = Ui(runtime)
-    app.on_response_prepare.append(add_headers)
-    r = app.router
-    r.add_get("/ui/static/{name}", static)
-    r.add_get("/ui/login", signin.login_form)
-    r.add_post("/ui/login", signin.login)
-    r.add_post("/ui/logout", signin.logout)
-    r.add_get("/ui", history.overview)
-    r.add_get("/ui/", history.overview)
-    r.add_get("/ui/events", history.events)
-    r.add_get("/ui/events/{id}", history.event)
-    r.add_post("/ui/events/{id}/replay", history.replay)
-    r.add_get("/ui/dlq", history.dead_letters)
-    r.add_post("/ui/dlq/retry", history.retry_dead_letters)
-    r.add_get("/ui/channels", channels.channels)
-    r.add_post("/ui/channels/{name}/test", channels.test_channel)
-    r.add_get("/ui/routes", routes.routes)
-    r.add_post("/ui/routes", routes.explain)
-    r.add_get("/ui/checks", operations.checks)
-    r.add_post("/ui/checks/{name}/pause", operations.pause_check)
-    r.add_post("/ui/checks/{name}/resume", operations.resume_check)
-    r.add_get("/ui/silences", operations.silences)
-    r.add_post("/ui/silences", operations.create_silence)
-    r.add_post("/ui/silences/{id}/expire", operations.expire_silence)
-    r.add_get("/ui/incidents", operations.incidents)
-    r.add_post("/ui/incidents/{id}/ack", operations.ack_incident)
-    r.add_get("/ui/{tail:.*}", not_found)
+    add = {"GET": app.router.add_get, "POST": app.router.add_post}  # add_get answers HEAD too
+    for method, path, handler in PAGES:
+        # page headers outermost, so the guard's own answers (413, 500) carry them too
+        add[method](path, with_page_headers(guarded(handler)))

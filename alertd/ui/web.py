@@ -4,6 +4,7 @@ the request names)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
@@ -227,12 +228,27 @@ def signed_in(handler: PageHandler) -> Handler:
     return guarded
 
 
-async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: every /ui answer, errors included, gets the security headers."""
-    if request.path == "/ui" or request.path.startswith("/ui/"):
+def with_page_headers(handler: Handler) -> Handler:
+    """Every /ui answer, errors and redirects included, gets the security headers."""
+
+    @functools.wraps(handler)
+    async def headed(request: web.Request) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # raised, not returned: a redirect passing through the guard
+            _page_headers(request.path, exc)
+            raise
+        _page_headers(request.path, response)
+        return response
+
+    return headed
+
+
+def _page_headers(path: str, response: web.StreamResponse) -> None:
+    if path == "/ui" or path.startswith("/ui/"):
         for name, value in PAGE_HEADERS.items():
             response.headers.setdefault(name, value)
-        if not request.path.startswith("/ui/static/"):
+        if not path.startswith("/ui/static/"):
             response.headers.setdefault("Cache-Control", "no-store")
 
 

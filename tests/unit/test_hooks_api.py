@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from alertd.adapters.hooks import HookDecl, compile_hooks
 from alertd.api import hooks as hooks_api
-from alertd.api.errors import error_middleware, error_response
-from alertd.api.state import API_KEY, MAX_BODY, RUNTIME
+from alertd.api.guard import guarded
+from alertd.api.state import MAX_BODY, RUNTIME
 from alertd.auth import ApiKey
 from alertd.ingest import Accepted, Ingest
 from alertd.model import Envelope, Severity
@@ -60,21 +60,12 @@ class RecordingIngest:
         return results
 
 
-@web.middleware
-async def fake_auth(request: web.Request, handler: Any) -> web.StreamResponse:
-    key = KEYS.get(request.headers.get("x-api-key", ""))
-    if key is None:
-        return error_response(401, "unauthorized", "unknown key")
-    request[API_KEY] = key
-    return await handler(request)
-
-
 def build_app(runtime: Any) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, fake_auth], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[RUNTIME] = runtime
     app[MAX_BODY] = MAX_BODY_BYTES
-    app.router.add_post("/v1/hooks/alertmanager", hooks_api.post_alertmanager)
-    app.router.add_post("/v1/hooks/{name}", hooks_api.post_hook)
+    app.router.add_post("/v1/hooks/alertmanager", guarded(hooks_api.post_alertmanager))
+    app.router.add_post("/v1/hooks/{name}", guarded(hooks_api.post_hook))
     return app
 
 
@@ -83,7 +74,8 @@ def runtime() -> SimpleNamespace:
     catalog = {"grafana.disk_full": Severity.ERROR}
     snapshot = SimpleNamespace(default_severity=lambda name: catalog.get(name, Severity.INFO))
     return SimpleNamespace(config=SimpleNamespace(server=SimpleNamespace(max_batch=50)), accepting=True,
-                           live=SimpleNamespace(snapshot=snapshot), ingest=RecordingIngest(),
+                           live=SimpleNamespace(snapshot=snapshot, lookup_key=KEYS.get, throttle=lambda key, now: 0.0),
+                           ingest=RecordingIngest(),
                            hooks=compile_hooks([HookDecl.model_validate(GRAFANA_HOOK)]))
 
 
