@@ -16,7 +16,7 @@ import structlog
 
 from alertd.channels.base import BaseChannel, ChannelError, PermanentError, RetryableError, parse_rate
 from alertd.metrics import NO_METRICS, MetricHooks
-from alertd.model import Attempt, Delivery, DeliveryState, Event, Severity
+from alertd.model import Attempt, Delivery, DeliveryState, Event, Message, Severity
 from alertd.ratelimit import TokenBucket
 from alertd.render import render
 from alertd.retry import RetryPolicy
@@ -317,8 +317,11 @@ class Dispatcher:
             self.offer(Job(d, event) for d in future.result())  # the fallback, committed with the dead record
 
     async def _send(self, channel: BaseChannel, job: Job, number: int) -> AttemptResult:
-        message = render(job.event, job.delivery.id, number, self.public_url, channel.template,
-                         self.links(job.event.id))
+        links = self.links(job.event.id)
+        if channel.renders:
+            message = render(job.event, job.delivery.id, number, self.public_url, channel.template, links)
+        else:
+            message = Message(job.event, job.delivery.id, number, title="", summary="", actions=links)
         try:
             outcome = await channel.send(message)
         except RetryableError as exc:

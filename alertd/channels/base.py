@@ -162,6 +162,9 @@ class BaseChannel(ABC):
     type_name: ClassVar[str]
     config_model: ClassVar[type[ChannelConfig]] = ChannelConfig
     default_rate: ClassVar[str | None] = None  # the vendor's documented limit; `rate` overrides it
+    # False for a type that sends the event as data and never reads the Message's title, summary, fields or
+    # link: the dispatcher then skips rendering them (6 µs an attempt, on the hottest path there is)
+    renders: ClassVar[bool] = True
 
     def __init__(self, config: ChannelConfig, http: HttpSender) -> None:
         self.config = config

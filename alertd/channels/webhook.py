@@ -73,6 +73,7 @@ def message_id(message: Message) -> str:
 class WebhookChannel(BaseChannel):
     type_name = "webhook"
     config_model = WebhookConfig
+    renders = False  # the body is the event itself (webhook_body)
     config: WebhookConfig
 
     def __init__(self, config: WebhookConfig, http) -> None:  # type: ignore[no-untyped-def]

@@ -33,6 +33,19 @@ class InsertEvents(Mergeable):
         return results
 
 
+class RecordAttempt(Mergeable):
+    """Attempts finishing together (a lane's workers, every lane) are recorded with one executemany per
+    statement. One with a fallback to add is not mergeable: see Store.record_attempt."""
+
+    def __init__(self, record: AttemptRecord, now: float) -> None:
+        self.record, self.now = record, now
+
+    @classmethod
+    def run_together(cls, conn: sqlite3.Connection, batch: list[RecordAttempt]) -> list[list[Delivery]]:
+        ops.record_attempts(conn, [(op.record, op.now) for op in batch])
+        return [[] for _ in batch]
+
+
 class Store:
     def __init__(self, path: Path, synchronous: str = "full") -> None:
         self.path = path
@@ -74,11 +87,11 @@ class Store:
         """With `fallback` (event, channel), the linked fallback delivery commits with the attempt that made
         the delivery dead: a crash or a failed commit leaves both or neither, never a dead end."""
         now = time.time()
+        if fallback is None:
+            return self.writer.submit(RecordAttempt(record, now))
 
         def op(conn: sqlite3.Connection) -> list[Delivery]:
-            ops.record_attempt(conn, record, now)
-            if fallback is None:
-                return []
+            ops.record_attempts(conn, [(record, now)])
             targets = [(fallback[1], record.attempt.delivery_id)]
             return ops.add_deliveries(conn, fallback[0], targets, Origin.FALLBACK, self._ids, now)
         return self.writer.submit(op)

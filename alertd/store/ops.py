@@ -248,14 +248,16 @@ class AttemptRecord:
     next_attempt_at: float
 
 
-def record_attempt(conn: sqlite3.Connection, record: AttemptRecord, now: float) -> None:
-    a = record.attempt
-    conn.execute("INSERT INTO attempts (delivery_id, number, started_at, duration_ms, outcome, http_status, error) "
-                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                 (a.delivery_id, a.number, a.started_at, a.duration_ms, a.outcome, a.http_status, a.error))
-    conn.execute("UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?, updated_at = ?, "
-                 "last_error = ? WHERE id = ?",
-                 (record.state.value, a.number, record.next_attempt_at, now, a.error, a.delivery_id))
+def record_attempts(conn: sqlite3.Connection, records: Sequence[tuple[AttemptRecord, float]]) -> None:
+    """Each (record, when it was made): the attempt row, and its delivery's new state."""
+    conn.executemany("INSERT INTO attempts (delivery_id, number, started_at, duration_ms, outcome, http_status, "
+                     "error) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     [(r.attempt.delivery_id, r.attempt.number, r.attempt.started_at, r.attempt.duration_ms,
+                       r.attempt.outcome, r.attempt.http_status, r.attempt.error) for r, _ in records])
+    conn.executemany("UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?, updated_at = ?, "
+                     "last_error = ? WHERE id = ?",
+                     [(r.state.value, r.attempt.number, r.next_attempt_at, now, r.attempt.error, r.attempt.delivery_id)
+                      for r, now in records])
 
 
 def purge_idempotency(conn: sqlite3.Connection, now: float) -> int:

@@ -62,6 +62,34 @@ async def test_attempts_move_a_delivery_and_are_kept(store):
         (1, "failed", 500, "HTTP 500"), (2, "delivered", 200, None)]
 
 
+async def test_attempts_finishing_together_share_one_commit_and_each_lands(store):
+    """Recorded together (one executemany per statement); a fallback in the middle keeps its own op, and
+    the order in the transaction still follows submission: a retry then its success end delivered."""
+    event = make_event()
+    [stored] = await store.insert_events([NewEvent(event, tuple(f"c{i}" for i in range(40)))])
+    ds = stored.deliveries
+    commits = []
+    store.writer.on_commit = lambda seconds, jobs: commits.append(jobs)
+    hostile = "x" * 10_000 + "'); DROP TABLE attempts; --\x00"
+    futures = [store.record_attempt(AttemptRecord(Attempt(d.id, 1, 1.0, 2.0, "failed", 500, hostile),
+                                                  DeliveryState.RETRYING, 9.0)) for d in ds]
+    futures.append(store.record_attempt(AttemptRecord(Attempt(ds[0].id, 2, 3.0, 1.0, "failed", 400, "HTTP 400"),
+                                                      DeliveryState.DEAD, 3.0), (event, "spare")))
+    futures += [store.record_attempt(AttemptRecord(Attempt(d.id, 2, 4.0, 1.0, "delivered", 200, None),
+                                                   DeliveryState.DELIVERED, 4.0)) for d in ds[1:]]
+    results = await asyncio.gather(*futures)
+    assert sum(commits) == len(futures) and len(commits) < len(futures)
+    assert [d.channel for d in results[len(ds)]] == ["spare"]  # the fallback, committed with the dead record
+    assert all(r == [] for i, r in enumerate(results) if i != len(ds))
+    after = {d.id: d for d in await store.read.deliveries_for_event(stored.event_id)}
+    assert len(after) == len(ds) + 1
+    assert after[ds[0].id].state is DeliveryState.DEAD
+    assert all(after[d.id].state is DeliveryState.DELIVERED and after[d.id].attempts == 2 for d in ds[1:])
+    attempts = await store.read.attempts_for([d.id for d in ds])
+    assert all(len(attempts[d.id]) == 2 for d in ds)
+    assert attempts[ds[5].id][0].error == hostile
+
+
 async def test_due_work_comes_back_most_severe_first(store):
     info = make_event("a", severity=Severity.INFO)
     crit = make_event("b", severity=Severity.CRITICAL)
