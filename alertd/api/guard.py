@@ -29,6 +29,7 @@ log = structlog.get_logger("alertd.api")
 _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
           409: "conflict", 413: "too_large", 415: "unsupported_media_type", 429: "rate_limited",
           503: "unavailable"}
+GUARDED = "__alertd_guarded__"  # set on every guard; functools.wraps carries it through outer wrappers
 
 
 def guarded(handler: Handler) -> Handler:
@@ -60,6 +61,7 @@ def guarded(handler: Handler) -> Handler:
             log.exception("request_failed", method=request.method, path=request.rel_url.path)
             return error_response(500, "internal", "internal error; see the daemon's log")
 
+    setattr(guard, GUARDED, True)
     return guard
 
 

@@ -4,7 +4,7 @@ import sqlite3
 import pytest
 
 from alertd.model import Attempt, DeliveryState, Event, Origin, Severity, new_event_id
-from alertd.store import AttemptRecord, DeliveryFilter, EventFilter, NewEvent, Store, StoreUnavailable
+from alertd.store import AttemptRecord, DeliveryFilter, EventFilter, NewEvent, Store, StoreUnavailable, ops
 from alertd.store.migrations import LATEST, migrate, schema_version
 
 
@@ -62,7 +62,7 @@ async def test_attempts_move_a_delivery_and_are_kept(store):
         (1, "failed", 500, "HTTP 500"), (2, "delivered", 200, None)]
 
 
-async def test_attempts_finishing_together_share_one_commit_and_each_lands(store):
+async def test_attempts_finishing_together_share_one_commit_and_each_lands(store, monkeypatch):
     """Recorded together (one executemany per statement); a fallback in the middle keeps its own op, and
     the order in the transaction still follows submission: a retry then its success end delivered."""
     event = make_event()
@@ -70,6 +70,10 @@ async def test_attempts_finishing_together_share_one_commit_and_each_lands(store
     ds = stored.deliveries
     commits = []
     store.writer.on_commit = lambda seconds, jobs: commits.append(jobs)
+    statements = []  # rows per record_attempts call: merged records make one call for many
+    real = ops.record_attempts
+    monkeypatch.setattr(ops, "record_attempts", lambda conn, records: (statements.append(len(records)),
+                                                                        real(conn, records))[1])
     hostile = "x" * 10_000 + "'); DROP TABLE attempts; --\x00"
     futures = [store.record_attempt(AttemptRecord(Attempt(d.id, 1, 1.0, 2.0, "failed", 500, hostile),
                                                   DeliveryState.RETRYING, 9.0)) for d in ds]
@@ -79,6 +83,8 @@ async def test_attempts_finishing_together_share_one_commit_and_each_lands(store
                                                    DeliveryState.DELIVERED, 4.0)) for d in ds[1:]]
     results = await asyncio.gather(*futures)
     assert sum(commits) == len(futures) and len(commits) < len(futures)
+    assert sum(statements) == len(futures) and max(statements) > 1  # merged: one executemany for many
+    assert 1 in statements  # the one with a fallback ran on its own
     assert [d.channel for d in results[len(ds)]] == ["spare"]  # the fallback, committed with the dead record
     assert all(r == [] for i, r in enumerate(results) if i != len(ds))
     after = {d.id: d for d in await store.read.deliveries_for_event(stored.event_id)}
