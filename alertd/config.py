@@ -29,7 +29,7 @@ from alertd.dedup import compile_dedup_key
 from alertd.durations import parse_bounded_duration, parse_duration
 from alertd.model import Severity
 from alertd.redact import DEFAULT_SENSITIVE_KEYS, compile_sensitive
-from alertd.routing import EscalationStep, Route, sort_routes, valid_pattern
+from alertd.routing import EscalationStep, Route, pattern_error, sort_routes, valid_pattern
 from alertd.secrets import Secret
 from alertd.silences import SilenceDecl
 
@@ -172,7 +172,7 @@ class KeyDecl(BaseModel):
             raise ValueError("key must be at least 16 characters")
         for pattern in self.events:
             if not valid_pattern(pattern):
-                raise ValueError(f"events: {pattern[:60]!r} is not an event name, 'prefix.*' or '*'")
+                raise ValueError("events: " + pattern_error(pattern))
         return self
 
 
@@ -230,7 +230,7 @@ class RouteDecl(BaseModel):
     @classmethod
     def _match(cls, value: str) -> str:
         if not valid_pattern(value):
-            raise ValueError(f"{value[:60]!r} is not an event name, 'prefix.*' or '*'")
+            raise ValueError(pattern_error(value))
         return value
 
     @field_validator("min_severity")

@@ -26,6 +26,11 @@ def valid_pattern(pattern: str) -> bool:
     return len(pattern) <= MAX_EVENT_NAME and PATTERN_RE.match(pattern) is not None
 
 
+def pattern_error(pattern: str) -> str:
+    """What to say when valid_pattern refuses `pattern` (cut: it may be hostile)."""
+    return f"{pattern[:60]!r} is not an event name, 'prefix.*' or '*'"
+
+
 def pattern_matches(pattern: str, name: str) -> bool:
     """`*` matches everything, `a.b.*` matches `a.b.x` and deeper (not `a.b` itself), else exact."""
     if pattern == "*":

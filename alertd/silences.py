@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from alertd.conditions import ConditionError, ConditionSet, parse_conditions
 from alertd.durations import parse_duration
-from alertd.routing import pattern_matches, valid_pattern
+from alertd.routing import pattern_error, pattern_matches, valid_pattern
 
 MAX_SILENCE_S: Final = 90 * 86400.0
 SilenceState = Literal["active", "pending", "expired"]
@@ -47,7 +47,7 @@ class SilenceMatchers:
     def from_config(cls, raw: Mapping[str, Any]) -> SilenceMatchers:
         event = raw.get("event", "*")
         if not isinstance(event, str) or not valid_pattern(event):
-            raise SilenceError(f"event: {str(event)[:60]!r} is not an event name, 'prefix.*' or '*'")
+            raise SilenceError("event: " + pattern_error(str(event)))
         try:
             conditions = parse_conditions(raw.get("when"), raw.get("any"))
         except ConditionError as exc:
@@ -141,7 +141,7 @@ class SilenceDecl(BaseModel):
     @classmethod
     def _event(cls, value: str) -> str:
         if not valid_pattern(value):
-            raise ValueError(f"{value[:60]!r} is not an event name, 'prefix.*' or '*'")
+            raise ValueError(pattern_error(value))
         return value
 
     @field_validator("when")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from alertd import ui
 from alertd.api import admin, checks, events, health, hooks, links, manage, metrics, openapi, silences
-from alertd.api.guard import Handler, guarded, unmatched
+from alertd.api.guard import add_route, unmatched
 from alertd.api.state import MAX_BODY, RUNTIME, Runtime
 
 ROUTES: list[tuple[str, str, Handler]] = [
@@ -74,13 +75,5 @@ def build_app(runtime: Runtime) -> web.Application:
     for method, path, handler in ROUTES:
         add_route(app, method, path, handler)
     ui.setup(app, runtime)  # /ui pages: guarded too, but by the UI's own session, not an API key
-    app.router.add_route("*", "/{tail:.*}", ui.with_page_headers(guarded(unmatched)))  # last: JSON 404/405
+    add_route(app, "*", "/{tail:.*}", unmatched, ui.with_page_headers)  # last: JSON 404/405 for the rest
     return app
-
-
-def add_route(app: web.Application, method: str, path: str, handler: Handler) -> None:
-    """A route inside the guard. A GET answers HEAD too, as aiohttp's add_get does."""
-    if method == "GET":
-        app.router.add_get(path, guarded(handler))
-    else:
-        app.router.add_route(method, path, guarded(handler))

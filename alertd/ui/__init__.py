@@ -4,8 +4,9 @@ Signed in with an admin key; the session lives in memory. `setup(app, runtime)` 
 from __future__ import annotations
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from alertd.api.guard import Handler, guarded
+from alertd.api.guard import add_route
 from alertd.api.state import Runtime
 from alertd.ui import channels, history, operations, routes, signin
 from alertd.ui.web import UI, Ui, static, with_page_headers
@@ -51,7 +52,6 @@ def setup(app: web.Application, runtime: Runtime) -> None:
     if UI in app:
         return
     app[UI] = Ui(runtime)
-    add = {"GET": app.router.add_get, "POST": app.router.add_post}  # add_get answers HEAD too
     for method, path, handler in PAGES:
         # page headers outermost, so the guard's own answers (413, 500) carry them too
-        add[method](path, with_page_headers(guarded(handler)))
+        add_route(app, method, path, handler, with_page_headers)

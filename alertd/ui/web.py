@@ -18,6 +18,7 @@ from urllib.parse import quote
 import jinja2
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from multidict import MultiDict
 
 from alertd.api.state import Runtime
@@ -196,7 +197,6 @@ class Page:
 
 
 PageHandler = Callable[[Page], Awaitable[web.StreamResponse]]
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def signed_in(handler: PageHandler) -> Handler:
