@@ -116,6 +116,9 @@ class RedactSettings(BaseModel):
         return value
 
 
+MAX_LINK_TTL = 30 * 86400  # retention relies on it: a used link's id is kept this long, then purged
+
+
 class SchedulerSettings(BaseModel):
     model_config = _STRICT
     outcome_failure_threshold: int = Field(default=3, ge=1, le=1000)
@@ -125,7 +128,7 @@ class SchedulerSettings(BaseModel):
     @field_validator("link_ttl", mode="before")
     @classmethod
     def _ttl(cls, value: Any) -> float:
-        return parse_bounded_duration(value, 60, 30 * 86400, "link_ttl")
+        return parse_bounded_duration(value, 60, MAX_LINK_TTL, "link_ttl")
 
 
 class LogSettings(BaseModel):

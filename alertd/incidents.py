@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -14,7 +15,7 @@ import structlog
 from alertd.clock import Clock
 from alertd.dispatch import Dispatcher, Job
 from alertd.ingest import RouteTable
-from alertd.links import Claim, LinkError, new_secret, sign, verify
+from alertd.links import Claim, Kind, LinkError, new_secret, sign, verify
 from alertd.model import Envelope, Severity
 from alertd.store import NewEvent, Store, Stored
 from alertd.store import incident_ops as ops
@@ -24,6 +25,17 @@ log = structlog.get_logger("alertd.incidents")
 
 Link = tuple[str, str]  # (label, url)
 Prepare = Callable[[Sequence[Envelope], str], list[NewEvent]]
+
+
+@dataclass(slots=True)
+class _SignedLink:
+    """A link in messages: signed when first sent (expires_at 0 until then), and again when it runs low."""
+
+    label: str
+    kind: Kind
+    subject: int
+    url: str = ""
+    expires_at: float = 0.0
 
 
 class Incidents:
@@ -37,7 +49,7 @@ class Incidents:
         self.public_url = public_url.rstrip("/")
         self.link_ttl = link_ttl
         self.secret = b""
-        self._links: defaultdict[str, dict[str, Link]] = defaultdict(dict)  # event id → link key → link
+        self._links: defaultdict[str, dict[str, _SignedLink]] = defaultdict(dict)  # event id → link key → link
         self.schedule: Callable[[float, str], None] = lambda due, key: None  # set by the scheduler
         self.committed: Callable[[Sequence[NewEvent], Sequence[Stored]], None] = lambda items, stored: None
 
@@ -57,16 +69,25 @@ class Incidents:
     # ---- links ----------------------------------------------------------------------------------
 
     def links_for(self, event_id: str) -> tuple[Link, ...]:
+        """The links a message about `event_id` carries. A link is signed again once less than half its
+        life is left: an escalation step hours after the incident opened still sends a link that works."""
         found = self._links.get(event_id)
-        return tuple(found.values()) if found else ()
+        if not found:
+            return ()
+        now = self.clock.now()
+        return tuple(self._fresh(link, now) for link in found.values())
+
+    def _fresh(self, link: _SignedLink, now: float) -> Link:
+        if link.expires_at - now < self.link_ttl / 2:
+            link.expires_at = now + self.link_ttl
+            link.url = f"{self.public_url}/{link.kind}/{sign(self.secret, link.kind, link.subject, link.expires_at)}"
+        return link.label, link.url
 
     def _add_ack_link(self, event_id: str, incident_id: int) -> None:
-        token = sign(self.secret, "ack", incident_id, self.clock.now() + self.link_ttl)
-        self._links[event_id][f"ack:{incident_id}"] = ("Acknowledge", f"{self.public_url}/ack/{token}")
+        self._links[event_id][f"ack:{incident_id}"] = _SignedLink("Acknowledge", "ack", incident_id)
 
     def _add_approve_link(self, event_id: str, request_id: int, label: str) -> None:
-        token = sign(self.secret, "approve", request_id, self.clock.now() + self.link_ttl)
-        self._links[event_id][f"approve:{request_id}"] = (f"Approve: {label}", f"{self.public_url}/approve/{token}")
+        self._links[event_id][f"approve:{request_id}"] = _SignedLink(f"Approve: {label}", "approve", request_id)
 
     def _drop_link(self, event_id: str, key: str) -> None:
         links = self._links.get(event_id)

@@ -19,6 +19,7 @@ import structlog
 from alertd import checks as logic
 from alertd.checks import CheckDecl, CheckState, Emit, PingKind, Transition
 from alertd.clock import Clock
+from alertd.config import MAX_LINK_TTL
 from alertd.dispatch import Dispatcher, Job
 from alertd.errors import RequestError
 from alertd.incidents import Incidents
@@ -355,7 +356,7 @@ class Scheduler:
                 break
             await asyncio.sleep(0.01)
         await self.store.writer.submit(lambda c: ops.purge_side_tables(
-            c, now - self.retention_days * 86400, now - self.audit_retention_days * 86400))
+            c, now - self.retention_days * 86400, now - self.audit_retention_days * 86400, now - MAX_LINK_TTL))
         if removed:
             log.info("retention_purged", events=removed, older_than_days=self.retention_days)
         return removed

@@ -116,6 +116,22 @@ async def test_an_unacknowledged_incident_escalates_step_by_step(paging):
     assert [a["what"] for a in audit["audit"]] == ["incident.escalated", "incident.escalated", "incident.opened"]
 
 
+async def test_a_step_later_than_link_ttl_still_sends_a_link_that_works(paging):
+    # link_ttl is 24h: a step that fires 25h after the incident opened must not carry the link signed then
+    hub, clock, received = paging
+    first = link(await open_incident(hub, received), "ack")
+    clock.advance(25 * 3600)
+    await until(lambda: len(received["sms"]) == 1)
+    later = link(received["sms"][0], "ack")
+    assert later != first
+    async with hub.session.get(first) as response:
+        assert response.status == 410  # the first link did expire
+    async with hub.session.post(later) as response:
+        assert response.status == 200 and "Acknowledged" in await response.text()
+    _, listed = await hub.call("GET", "/v1/admin/incidents?state=acked")
+    assert len(listed["incidents"]) == 1
+
+
 async def test_an_ack_stops_the_remaining_steps_and_get_changes_nothing(paging):
     hub, clock, received = paging
     url = link(await open_incident(hub, received), "ack")

@@ -3,9 +3,11 @@ import time
 import pytest
 
 from alertd.clock import ManualClock
+from alertd.config import MAX_LINK_TTL
 from alertd.model import Attempt, DeliveryState, Event, Severity, new_event_id
 from alertd.scheduler import RETENTION_BATCH, Scheduler
 from alertd.store import AttemptRecord, NewEvent, Store
+from alertd.store.incident_ops import claim_token
 from alertd.store.ops import audit
 
 DAY = 86400.0
@@ -72,3 +74,17 @@ async def test_an_event_with_an_open_incident_is_kept(store):
                           retention_days=30)
     assert await scheduler.purge() == 0
     assert await store.read.event(event_id) is not None
+
+
+async def test_used_link_ids_are_kept_as_long_as_a_link_can_live_then_purged(store):
+    # a used link's id must outlive every link that could carry it (at most MAX_LINK_TTL after issue),
+    # whatever retention_days says; after that it can never verify again, so the row goes
+    now = time.time()
+    for jti, used_at in (("old", now - MAX_LINK_TTL - DAY), ("young", now - MAX_LINK_TTL + DAY), ("now", now)):
+        assert await store.writer.submit(lambda c, j=jti, u=used_at: claim_token(c, j, u))
+    scheduler = Scheduler(store, None, lambda envelopes, source: [], ManualClock(now),  # type: ignore[arg-type]
+                          retention_days=1)
+    await scheduler.purge()
+    assert sorted(r[0] for r in await store.read._all("SELECT jti FROM used_tokens")) == ["now", "young"]
+    # a kept id still refuses a second use
+    assert not await store.writer.submit(lambda c: claim_token(c, "young", now))
