@@ -85,8 +85,10 @@ class Daemon:
             replayer=Replayer(self.store, dispatcher, live), live=live, changes=Changes(live, self.store),
             scheduler=scheduler, incidents=incidents, silences=silences, started_at=time.time(),
             metrics=self.metrics)
-        await dispatcher.start()
+        # the scheduler first: it loads the incidents' link key and open links, which the backlog the
+        # dispatcher sends at once must carry; what its timers emit meanwhile waits in the lanes
         await scheduler.start(s.checks)
+        await dispatcher.start()
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
         self.runner = web.AppRunner(build_app(self.runtime), access_log=None, handle_signals=False,
                                     shutdown_timeout=2.0)

@@ -34,6 +34,8 @@ TimerKind = Literal["deadline", "runtime", "expectation", "retention", "incident
 Prepare = Callable[[Sequence[Envelope], str], list[NewEvent]]
 RETENTION_EVERY_S = 3600.0
 RETENTION_BATCH = 500
+# a used link's id outlives the longest link by a day more: a wall clock stepped back must not reopen it
+LINK_ID_GRACE_S = 86400.0
 TIMER_RETRY_S = 10.0
 SOURCE = "scheduler"
 
@@ -356,7 +358,8 @@ class Scheduler:
                 break
             await asyncio.sleep(0.01)
         await self.store.writer.submit(lambda c: ops.purge_side_tables(
-            c, now - self.retention_days * 86400, now - self.audit_retention_days * 86400, now - MAX_LINK_TTL))
+            c, now - self.retention_days * 86400, now - self.audit_retention_days * 86400,
+            now - MAX_LINK_TTL - LINK_ID_GRACE_S))
         if removed:
             log.info("retention_purged", events=removed, older_than_days=self.retention_days)
         return removed

@@ -122,7 +122,8 @@ def purge_before(conn: sqlite3.Connection, event_id_bound: str, batch: int) -> i
 
 def purge_side_tables(conn: sqlite3.Connection, before: float, audit_before: float, tokens_before: float) -> None:
     """`tokens_before`: a used link's id only has to outlive the link itself (issued ≤ used, and a link
-    expires at most MAX_LINK_TTL after it was issued); older ids can never be presented validly again."""
+    expires at most MAX_LINK_TTL after it was issued); older ids can never be presented validly again.
+    The caller adds a grace period for a wall clock stepped back."""
     conn.execute("DELETE FROM pings WHERE received_at < ?", (before,))
     conn.execute("DELETE FROM used_tokens WHERE used_at < ?", (tokens_before,))
     conn.execute("DELETE FROM expectations WHERE state != 'waiting' AND resolved_at < ?", (before,))

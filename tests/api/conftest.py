@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,16 @@ description = "a CI run failed"
 """
 
 
+async def start_receiver(receive: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> tuple[web.AppRunner, str]:
+    """A local HTTP receiver answering every POST with `receive`: its runner (to clean up) and base URL."""
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
 @pytest.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
     received: list[bytes] = []
@@ -95,12 +105,7 @@ async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
         received.append(await request.read())
         return web.Response(status=status["code"])
 
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", receive)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    receiver_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    runner, receiver_url = await start_receiver(receive)
     path = tmp_path / "alertd.toml"
     path.write_text(config_text(tmp_path, receiver_url))
     daemon = Daemon(load_config(path))
@@ -145,12 +150,7 @@ async def running_hub(tmp_path: Path, extra: str) -> AsyncIterator[Hub]:
         received.append(await request.read())
         return web.Response(status=200)
 
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", receive)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    receiver_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    runner, receiver_url = await start_receiver(receive)
     path = tmp_path / "alertd.toml"
     path.write_text(config_text(tmp_path, receiver_url, extra))
     daemon = Daemon(load_config(path))

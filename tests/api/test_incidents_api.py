@@ -1,6 +1,7 @@
 """Escalation, acknowledgement and approval through the daemon, with a manual clock."""
 
 import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from alertd.clock import ManualClock
 from alertd.config import load_config
 from alertd.daemon import Daemon
 from alertd.links import sign
-from tests.api.conftest import PRODUCER, Hub, config_text
+from tests.api.conftest import PRODUCER, Hub, config_text, start_receiver
 
 EXTRA = """
 [[channels]]
@@ -50,12 +51,7 @@ async def paging(tmp_path: Path) -> AsyncIterator[tuple[Hub, ManualClock, dict[s
         received[request.path.strip("/")].append(orjson.loads(await request.read()))
         return web.Response()
 
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", receive)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    runner, url = await start_receiver(receive)
     path = tmp_path / "alertd.toml"
     path.write_text(config_text(tmp_path, url, EXTRA.replace("RECEIVER", url)))
     clock = ManualClock()
@@ -249,3 +245,44 @@ async def test_escalation_survives_a_restart(paging, tmp_path):
 
 def test_links_look_like_urls_under_the_public_url():
     assert re.match(r"^https?://", "http://127.0.0.1:8040/ack/abc")
+
+
+async def test_a_backlog_sent_right_after_a_restart_carries_its_ack_link(tmp_path):
+    # the restart's first refill sends at once: the links must be loaded before any lane sends
+    answer = asyncio.Event()  # until set, the receiver holds every request open
+    received: list[dict] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        if answer.is_set():
+            received.append(body)  # only what the restarted daemon sends
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(answer.wait(), 5)
+        return web.Response()
+
+    runner, url = await start_receiver(receive)
+    path = tmp_path / "alertd.toml"
+    path.write_text(config_text(tmp_path, url, EXTRA.replace("RECEIVER", url)).replace(
+        'listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\ndrain_timeout = "100ms"'))
+    try:
+        first = Daemon(load_config(path), clock=ManualClock())
+        await first.start()
+        async with aiohttp.ClientSession() as session:
+            hub = Hub(first, session, [], url, path)
+            status, _ = await hub.call("POST", "/v1/events", {"event": "deploy.failed", "severity": "critical"},
+                                       key=PRODUCER)
+            assert status == 202
+            await asyncio.sleep(0.2)  # the attempt is out, held by the receiver
+        await first.stop()  # the drain gives up on it: still pending, no attempt recorded
+        assert received == []
+        answer.set()
+        second = Daemon(load_config(path), clock=ManualClock())
+        await second.start()
+        try:
+            await until(lambda: len(received) == 1)
+            assert "/ack/" in received[0]["links"][0]["url"], received
+        finally:
+            await second.stop()
+    finally:
+        answer.set()
+        await runner.cleanup()

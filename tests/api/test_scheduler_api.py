@@ -11,7 +11,7 @@ from aiohttp import web
 from alertd.clock import ManualClock
 from alertd.config import load_config
 from alertd.daemon import Daemon
-from tests.api.conftest import PRODUCER, Hub, config_text
+from tests.api.conftest import PRODUCER, Hub, config_text, start_receiver
 
 CHECKS = """
 [[routes]]
@@ -35,12 +35,7 @@ async def clocked(tmp_path: Path) -> AsyncIterator[tuple[Hub, ManualClock, list]
         received.append(await request.read())
         return web.Response()
 
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", receive)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    runner, url = await start_receiver(receive)
     path = tmp_path / "alertd.toml"
     path.write_text(config_text(tmp_path, url, CHECKS))
     clock = ManualClock()

@@ -1,5 +1,7 @@
 import pytest
 
+from alertd.clock import ManualClock
+from alertd.incidents import Incidents
 from alertd.links import LinkError, new_secret, sign, verify
 
 SECRET = b"k" * 32
@@ -42,3 +44,51 @@ def test_a_link_for_one_action_does_not_work_for_another():
 
 def test_secrets_are_random():
     assert new_secret() != new_secret() and len(new_secret()) == 32
+
+
+HOUR = 3600.0
+
+
+def _incidents(clock: ManualClock) -> Incidents:
+    # links need only the secret, the clock and the public URL: no store or dispatcher is touched
+    incidents = Incidents(None, None, lambda: None, lambda envelopes, source: [], clock,  # type: ignore[arg-type]
+                          "http://alertd.test", link_ttl=HOUR * 24)
+    incidents.secret = SECRET
+    return incidents
+
+
+
+def _token(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+def test_a_link_is_signed_again_only_once_less_than_half_its_life_is_left():
+    clock = ManualClock(1_000_000.0)
+    incidents = _incidents(clock)
+    incidents.opened("evt_1", [(7, clock.now() + 600)], [(9, "Restart API")])
+    first = dict(incidents.links_for("evt_1"))
+    assert set(first) == {"Acknowledge", "Approve: Restart API"}
+    assert first["Acknowledge"].startswith("http://alertd.test/ack/")
+    assert first["Approve: Restart API"].startswith("http://alertd.test/approve/")
+    clock.advance(HOUR * 12)  # exactly half left: the same links
+    assert dict(incidents.links_for("evt_1")) == first
+    clock.advance(1)  # just under half: both fresh, each valid for a whole link_ttl from now
+    second = dict(incidents.links_for("evt_1"))
+    assert all(second[label] != first[label] for label in first)
+    ack = verify(SECRET, _token(second["Acknowledge"]), "ack", clock.now())
+    assert ack.subject == 7 and ack.expires_at == int(clock.now() + HOUR * 24)
+    assert verify(SECRET, _token(second["Approve: Restart API"]), "approve", clock.now()).subject == 9
+    # the earlier link still works until its own expiry, then says so
+    assert verify(SECRET, _token(first["Acknowledge"]), "ack", clock.now()).subject == 7
+    with pytest.raises(LinkError) as caught:
+        verify(SECRET, _token(first["Acknowledge"]), "ack", clock.now() + HOUR * 12)
+    assert caught.value.status == 410
+
+
+def test_a_link_dropped_after_its_ack_is_not_sent_again():
+    clock = ManualClock(1_000_000.0)
+    incidents = _incidents(clock)
+    incidents.opened("evt_1", [(7, clock.now() + 600)], [])
+    assert incidents.links_for("evt_1")
+    incidents._drop_link("evt_1", "ack:7")
+    assert incidents.links_for("evt_1") == ()

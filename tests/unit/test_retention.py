@@ -5,7 +5,7 @@ import pytest
 from alertd.clock import ManualClock
 from alertd.config import MAX_LINK_TTL
 from alertd.model import Attempt, DeliveryState, Event, Severity, new_event_id
-from alertd.scheduler import RETENTION_BATCH, Scheduler
+from alertd.scheduler import LINK_ID_GRACE_S, RETENTION_BATCH, Scheduler
 from alertd.store import AttemptRecord, NewEvent, Store
 from alertd.store.incident_ops import claim_token
 from alertd.store.ops import audit
@@ -80,11 +80,12 @@ async def test_used_link_ids_are_kept_as_long_as_a_link_can_live_then_purged(sto
     # a used link's id must outlive every link that could carry it (at most MAX_LINK_TTL after issue),
     # whatever retention_days says; after that it can never verify again, so the row goes
     now = time.time()
-    for jti, used_at in (("old", now - MAX_LINK_TTL - DAY), ("young", now - MAX_LINK_TTL + DAY), ("now", now)):
+    kept_since = now - MAX_LINK_TTL - LINK_ID_GRACE_S  # a day's grace for a wall clock stepped back
+    for jti, used_at in (("old", kept_since - 1), ("edge", kept_since), ("young", now - MAX_LINK_TTL), ("now", now)):
         assert await store.writer.submit(lambda c, j=jti, u=used_at: claim_token(c, j, u))
     scheduler = Scheduler(store, None, lambda envelopes, source: [], ManualClock(now),  # type: ignore[arg-type]
                           retention_days=1)
     await scheduler.purge()
-    assert sorted(r[0] for r in await store.read._all("SELECT jti FROM used_tokens")) == ["now", "young"]
+    assert sorted(r[0] for r in await store.read._all("SELECT jti FROM used_tokens")) == ["edge", "now", "young"]
     # a kept id still refuses a second use
     assert not await store.writer.submit(lambda c: claim_token(c, "young", now))
