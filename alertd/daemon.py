@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import time
 from functools import partial
 
@@ -22,6 +23,7 @@ from alertd.config import Config, ConfigError, split_listen
 from alertd.dispatch import Dispatcher
 from alertd.incidents import Incidents
 from alertd.ingest import Ingest
+from alertd.listening import bind_listen
 from alertd.live import Live, build_snapshot
 from alertd.metrics import NO_METRICS, MetricHooks, Metrics
 from alertd.netguard import NetPolicy, make_connector
@@ -53,9 +55,21 @@ class Daemon:
         self.bound_port: int | None = None
         self._stop = asyncio.Event()
         self._housekeeping: asyncio.Task[None] | None = None
+        self._sockets: list[socket.socket] = []
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            # whatever did start is drained and closed: a failed start leaves no task, thread or socket
+            # behind (an open reader thread would keep the process from ever exiting)
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         s = self.config.settings
+        host, port = split_listen(s.server.listen)
+        self._sockets = bind_listen(host, port)  # first: nothing is sent by a daemon that cannot serve
         await self.store.open()
         self.session = aiohttp.ClientSession(connector=make_connector(self.policy, limit=0),
                                              auto_decompress=False)
@@ -93,9 +107,8 @@ class Daemon:
         self.runner = web.AppRunner(build_app(self.runtime), access_log=None, handle_signals=False,
                                     shutdown_timeout=2.0)
         await self.runner.setup()
-        host, port = split_listen(s.server.listen)
-        site = web.TCPSite(self.runner, host, port, backlog=1024, reuse_address=True)
-        await site.start()
+        for sock in self._sockets:
+            await web.SockSite(self.runner, sock).start()
         self.bound_port = _bound_port(self.runner) or port
         log.info("listening", host=host, port=self.bound_port, channels=len(live.channels),
                  routes=len(live.snapshot.route_decls), keys=len(live.snapshot.keyring))
@@ -171,6 +184,8 @@ class Daemon:
             await self.runner.cleanup()
         if self.session is not None:
             await self.session.close()
+        for sock in self._sockets:  # served ones are closed by the runner already; this is for a failed start
+            sock.close()
         await self.store.close()
         log.info("stopped")
 

@@ -160,6 +160,7 @@ class Dispatcher:
         self.public_url = public_url
         self.clock = clock
         self.lanes = {name: Lane(channel, self) for name, channel in channels.items()}
+        self._retiring: list[Lane] = []  # lanes of removed channels whose attempts are still out
         self.held: set[int] = set()  # delivery ids in memory, in flight, or awaiting their record's commit
         self.overflow = True  # the store may hold work memory does not: true until a refill proves otherwise
         self._turned_away = 0  # offers refused for want of room; a refill that ran meanwhile must not clear `overflow`
@@ -187,8 +188,10 @@ class Dispatcher:
             elif lane.channel is not channel:
                 lane.replace(channel)
         for name in [n for n in self.lanes if n not in channels]:
-            for job in self.lanes.pop(name).retire():
+            lane = self.lanes.pop(name)
+            for job in lane.retire():
                 self._hold(job)  # no lane now: recorded dead with the reason, replayable later
+            self._retiring.append(lane)  # its attempts in flight still count, and a drain waits for them
 
     def offer(self, jobs: Iterable[Job]) -> None:
         """Hot path from ingest: committed deliveries go straight into memory while the window has room."""
@@ -366,9 +369,14 @@ class Dispatcher:
                 totals[severity.label] += count
         return totals
 
+    def _all_lanes(self) -> list[Lane]:
+        """The lanes in force and the retired ones whose workers have not all left yet."""
+        self._retiring = [lane for lane in self._retiring if any(not t.done() for t in lane.workers)]
+        return [*self.lanes.values(), *self._retiring]
+
     @property
     def in_flight(self) -> int:
-        return sum(lane.in_flight for lane in self.lanes.values())
+        return sum(lane.in_flight for lane in self._all_lanes())
 
     async def drain(self, timeout: float) -> bool:
         """Stops taking work, lets attempts in flight finish up to `timeout`; the rest stays pending
@@ -385,7 +393,7 @@ class Dispatcher:
             except TimeoutError:
                 break
         finished = self.in_flight == 0
-        tasks = [t for lane in self.lanes.values() for t in lane.workers]
+        tasks = [t for lane in self._all_lanes() for t in lane.workers]
         if self._refill_task is not None:
             tasks.append(self._refill_task)
         for task in tasks:

@@ -14,12 +14,14 @@ from alertd.api.events import parse_json
 from alertd.api.state import API_KEY, RUNTIME, Runtime
 from alertd.changes import Changes
 from alertd.channels import ChannelConfig, PermanentError, RetryableError
-from alertd.config import ConfigError, load_config
+from alertd.config import ConfigError, Settings, load_config
 from alertd.durations import iso
 from alertd.ingest import parse_envelope
 from alertd.model import DeliveryState, Event, Severity, new_event_id
 from alertd.netguard import redact_url
+from alertd.redact import compile_sensitive
 from alertd.render import render
+from alertd.retry import RetryPolicy
 from alertd.routing import explain_route
 from alertd.secrets import mask
 from alertd.store import DeliveryFilter, silence_ops
@@ -27,7 +29,9 @@ from alertd.store import admin_ops as ops
 from alertd.store.reads import api_keys, audit_rows, event_counts_since, incident, incidents
 
 SECRET_REFS = ("env:", "file:", "cred:")
-RESTART_SECTIONS = ("server", "storage", "net")
+# [log] too: structlog loggers keep the configuration of their first use, so a new level would apply to some
+# modules and not others
+RESTART_SECTIONS = ("server", "storage", "net", "log")
 MAX_BULK = 10_000
 
 
@@ -333,8 +337,22 @@ async def reload_from_file(runtime: Runtime) -> None:
     if config.settings.metrics.enabled != running.metrics.enabled:
         raise ConfigError("[metrics] enabled changed: that takes a restart; nothing was reloaded")
     await runtime.changes.reload(config)
+    apply_tunables(runtime, config.settings)
     await runtime.scheduler.sync_config(config.settings.checks)
     await silence_ops.apply_config(runtime.silences, runtime.store, config.settings.silences)
+
+
+def apply_tunables(runtime: Runtime, settings: Settings) -> None:
+    """The sections long-lived parts copied at start, applied in place: redaction for events ingested from
+    now on, the retry policy and window for the next attempts, the scheduler's thresholds for what it
+    decides next, link_ttl for links signed from now on."""
+    runtime.ingest.sensitive = compile_sensitive(settings.redact.keys)
+    d = settings.dispatch
+    runtime.dispatcher.policy = RetryPolicy(d.max_attempts, d.backoff_base, d.backoff_cap)
+    runtime.dispatcher.window = d.window
+    runtime.scheduler.outcome_failure_threshold = settings.scheduler.outcome_failure_threshold
+    runtime.scheduler.audit_retention_days = settings.scheduler.audit_retention_days
+    runtime.incidents.link_ttl = settings.scheduler.link_ttl
 
 
 # ---- incidents and audit ------------------------------------------------------------------------

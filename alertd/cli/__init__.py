@@ -11,6 +11,7 @@ from alertd.cli import history, local, manage, silence
 from alertd.cli.output import CliError
 from alertd.client import ClientError
 from alertd.config import ConfigError
+from alertd.listening import ListenError
 
 EXAMPLES = """examples:
   alertd serve --config /etc/alertd/alertd.toml
@@ -45,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.run(args) or 0)
-    except (CliError, ClientError, ConfigError) as exc:
+    except (CliError, ClientError, ConfigError, ListenError) as exc:
         print(f"alertd: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
     except KeyboardInterrupt:

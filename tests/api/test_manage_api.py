@@ -168,6 +168,37 @@ async def test_a_reload_swaps_routes_and_channels(hub, tmp_path):
     assert body["deliveries"] == 1
 
 
+async def test_a_reload_applies_redaction_retries_and_scheduler_settings(hub):
+    # these sections were copied into long-lived parts at start: a reload said "reloaded" and kept the old ones
+    text = hub.config_path.read_text().replace("max_attempts = 2", "max_attempts = 4")
+    hub.config_path.write_text(text.replace("[log]", '[redact]\nkeys = ["customer_ssn"]\n'
+                                            '[scheduler]\noutcome_failure_threshold = 7\nlink_ttl = "2h"\n[log]', 1))
+    status, body = await hub.call("POST", "/v1/admin/reload")
+    assert status == 200 and body["reloaded"], body
+    runtime = hub.daemon.runtime
+    assert runtime.scheduler.outcome_failure_threshold == 7 and runtime.incidents.link_ttl == 7200
+    hub.receiver_status["code"] = 500
+    status, body = await hub.call("POST", "/v1/events", {"event": "pr.x", "payload": {"customer_ssn": "123-45-6789"}},
+                                  key=PRODUCER)
+    assert status == 202, body
+
+    async def dead() -> bool:
+        _, event = await hub.call("GET", f"/v1/admin/events/{body['id']}")
+        return event["deliveries"][0]["state"] == "dead"
+
+    await hub.until(dead)
+    _, event = await hub.call("GET", f"/v1/admin/events/{body['id']}")
+    assert event["payload"]["customer_ssn"] == "[redacted]"
+    assert len(hub.received) == 4  # the reloaded max_attempts, not the 2 it started with
+
+
+async def test_a_reload_that_changes_the_log_section_is_refused(hub):
+    # structlog loggers keep the configuration of their first use: a new level could only half apply
+    hub.config_path.write_text(hub.config_path.read_text().replace('level = "error"', 'level = "debug"'))
+    status, body = await hub.call("POST", "/v1/admin/reload")
+    assert status == 400 and "[log] changed: that takes a restart" in body["error"]["message"]
+
+
 async def test_a_channel_test_reports_the_outcome_without_storing_anything(hub):
     status, body = await hub.call("POST", "/v1/admin/channels/hook/test")
     assert status == 200 and body["ok"] and body["status"] == 200 and body["latency_ms"] >= 0

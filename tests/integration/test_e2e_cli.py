@@ -111,3 +111,17 @@ async def test_sighup_with_a_broken_file_keeps_the_old_routes_serving(start_daem
     await daemon.wait_for(lambda: any(r.get("event") == "config_applied" for r in daemon.log_records()),
                           what="the reload to apply")
     assert (await daemon.post_event("deploy.now.routed"))["deliveries"] == 1
+
+
+async def test_serve_on_a_port_in_use_exits_at_once_with_one_line_and_sends_nothing(start_daemon, receiver):
+    # a second `alertd serve` on the same config: it used to start its lanes, send the backlog, fail to bind,
+    # and then hang (its store's reader thread kept the process alive, SIGTERM included)
+    daemon = await start_daemon(channels=[webhook("hook", receiver.url())], routes=[route("all", "pr.*", ["hook"])])
+    await daemon.wait_settled((await daemon.post_event("pr.run.failed"))["id"], 1)
+    busy = daemon.config_path.with_name("second.toml")
+    busy.write_text(daemon.config_path.read_text().replace('"127.0.0.1:0"', f'"127.0.0.1:{daemon.port}"'))
+    second = await run_cli("serve", "--config", str(busy), timeout=20)
+    assert second.returncode == 1, second.stderr[-2000:]
+    assert f"cannot listen on 127.0.0.1:{daemon.port}" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert len(receiver.at("/hook")) == 1  # nothing went out twice
