@@ -18,6 +18,7 @@ from alertd.config import Config, ConfigError, RouteDecl, build_channels, build_
 from alertd.errors import RequestError
 from alertd.live import Live, build_snapshot
 from alertd.routing import valid_pattern
+from alertd.secrets import secret_ref_in
 from alertd.store import Store
 from alertd.store import admin_ops as ops
 from alertd.store.reads import KeyRow, api_keys
@@ -94,6 +95,12 @@ class Changes:
             await self._rebuild()
 
     async def _write_channel(self, raw: dict[str, Any]) -> None:
+        ref = secret_ref_in(raw)
+        if ref is not None:
+            # resolved, they would read the daemon's environment and files (its own admin key included) into
+            # a channel the caller can point anywhere: references are for the operator's config file only
+            raise ChangeError(400, "invalid_channel", f"{ref}: env:, file: and cred: references can only be "
+                              "written in the config file; send the value itself", ref)
         candidate = {**self.live.snapshot.channel_raw, str(raw.get("name")): raw}
         try:
             channels = build_channels(list(candidate.values()), [f"channel {n!r}" for n in candidate])

@@ -15,6 +15,7 @@ from aiohttp import web
 from alertd import sdnotify
 from alertd.api.app import build_app
 from alertd.api.manage import reload_from_file
+from alertd.api.protocol import Runner
 from alertd.api.state import Runtime
 from alertd.changes import Changes
 from alertd.channels import HttpSender
@@ -104,7 +105,7 @@ class Daemon:
         await scheduler.start(s.checks)
         await dispatcher.start()
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
-        self.runner = web.AppRunner(build_app(self.runtime), access_log=None, handle_signals=False,
+        self.runner = Runner(build_app(self.runtime), access_log=None, handle_signals=False,
                                     shutdown_timeout=2.0)
         await self.runner.setup()
         for sock in self._sockets:

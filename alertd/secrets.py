@@ -10,6 +10,19 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, SecretStr
 
 MAX_SECRET_FILE_BYTES = 64 * 1024
+SECRET_REFS = ("env:", "file:", "cred:")  # what resolve_secret_ref reads from the daemon's environment and files
+
+
+def secret_ref_in(value: Any, where: str = "") -> str | None:
+    """The path of the first string in `value` (nested dicts and lists) that is a secret reference, or None."""
+    if isinstance(value, str):
+        return where or "value" if value.startswith(SECRET_REFS) else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = secret_ref_in(item, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def resolve_secret_ref(value: Any) -> Any:

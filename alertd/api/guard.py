@@ -47,6 +47,10 @@ def guarded(handler: Handler) -> Handler:
             # wherever a write could not commit: nothing was changed, and the client should come back
             return error_response(503, "store_unavailable", "the store cannot commit right now; nothing was "
                                   "changed", headers={"Retry-After": "5"})
+        except web.RequestPayloadError:
+            # a body that does not decode as its Content-Encoding says (gzip named, plain bytes sent)
+            return error_response(400, "invalid_body", "the body could not be decoded as its Content-Encoding "
+                                  "says", "body")
         except web.HTTPRequestEntityTooLarge:
             limit = request.app[MAX_BODY]
             return error_response(413, "too_large", f"request body is larger than {limit} bytes")

@@ -23,12 +23,11 @@ from alertd.redact import compile_sensitive
 from alertd.render import render
 from alertd.retry import RetryPolicy
 from alertd.routing import explain_route
-from alertd.secrets import mask
+from alertd.secrets import SECRET_REFS, mask
 from alertd.store import DeliveryFilter, silence_ops
 from alertd.store import admin_ops as ops
 from alertd.store.reads import api_keys, audit_rows, event_counts_since, incident, incidents
 
-SECRET_REFS = ("env:", "file:", "cred:")
 # [log] too: structlog loggers keep the configuration of their first use, so a new level would apply to some
 # modules and not others
 RESTART_SECTIONS = ("server", "storage", "net", "log")

@@ -3,6 +3,9 @@ the JSON error shape, auth comes before routing on /v1/, and /ui answers keep th
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
 
 from tests.api.conftest import ADMIN, PRODUCER, Hub
@@ -84,3 +87,42 @@ async def test_api_answers_carry_no_page_headers(hub: Hub) -> None:
     assert "X-Frame-Options" not in headers
     _, headers, _ = await raw(hub, "GET", "/nope")
     assert "X-Frame-Options" not in headers
+
+
+async def send_bytes(hub: Hub, request: bytes) -> tuple[int, str, bytes]:
+    """Exact bytes on the wire (what no well-behaved client would send); the status, content type and body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", hub.daemon.bound_port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        head, _, rest = (await asyncio.wait_for(reader.read(65536), 5)).partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+        return int(lines[0].split()[1]), headers.get("Content-Type", ""), rest
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("request_bytes", [
+    # a control character in the key's header line: aiohttp's own answer quoted the line, key and all
+    b"POST /v1/events HTTP/1.1\r\nHost: x\r\nx-api-key: " + PRODUCER.encode() + b"\x01\r\nContent-Length: 2\r\n\r\n{}",
+    b"GET /v1/admin/events HTTP/1.1\r\nHost: x\r\nx-api-key: " + ADMIN.encode() + b"\r\nX-Big: " + b"a" * 20000
+    + b"\r\n\r\n",
+    b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Encoding: br\r\nx-api-key: " + PRODUCER.encode()
+    + b"\r\nContent-Length: 2\r\n\r\n{}",
+    b"NOT-HTTP\r\n\r\n",
+])
+async def test_a_request_aiohttp_cannot_parse_gets_the_json_error_shape_and_no_secret(hub: Hub, request_bytes):
+    status, content_type, body = await send_bytes(hub, request_bytes)
+    assert 400 <= status < 500 and content_type.startswith("application/json"), (status, content_type, body)
+    error = json.loads(body)["error"]
+    assert error["code"] and "could not be read as HTTP" in error["message"]
+    assert PRODUCER.encode() not in body and ADMIN.encode() not in body
+
+
+async def test_a_body_that_does_not_decode_as_its_content_encoding_is_a_400(hub: Hub) -> None:
+    status, _, body = await raw(hub, "POST", "/v1/events", PRODUCER, b'{"event": "pr.x"}',
+                                {"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert status == 400 and json.loads(body)["error"]["code"] == "invalid_body"
+    assert (await hub.call("GET", "/v1/admin/events"))[1]["events"] == []

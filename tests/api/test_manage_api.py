@@ -73,6 +73,27 @@ async def test_bad_changes_are_refused_and_change_nothing(hub, path, body, fragm
     assert hub.daemon.runtime.live.snapshot is before
 
 
+@pytest.mark.parametrize(("body", "field"), [
+    ({"headers": {"x-a": "env:ALERTD_ADMIN_KEY"}}, "headers.x-a"),
+    ({"signing": "e11", "secret": "file:/etc/hostname"}, "secret"),
+    ({"signing": "standard", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+      "previous_secrets": ["cred:old"]}, "previous_secrets.0"),
+])
+async def test_an_api_channel_cannot_read_the_daemons_environment_or_files(hub, body, field):
+    # resolved, a reference would copy the daemon's environment or a file (its admin key) into a header or a
+    # signature the caller points at a receiver of their choosing
+    status, answer = await hub.call("POST", "/v1/admin/channels", {"name": "exf", "type": "webhook",
+                                                                   "url": f"{hub.receiver_url}/exf", **body})
+    assert status == 400 and answer["error"]["field"] == field, answer
+    assert "only be written in the config file" in answer["error"]["message"]
+    assert (await hub.call("GET", "/v1/admin/channels/exf"))[0] == 404
+    assert (await hub.call("POST", "/v1/admin/channels", {"name": "exf", "type": "webhook",
+                                                          "url": f"{hub.receiver_url}/exf"}))[0] == 201
+    status, answer = await hub.call("PATCH", "/v1/admin/channels/exf", body)
+    assert status == 400 and answer["error"]["field"] == field, answer
+    assert hub.received == []
+
+
 async def test_a_key_is_shown_once_works_at_once_and_a_revoked_key_is_refused_at_once(hub):
     status, created = await hub.call("POST", "/v1/admin/keys", {"name": "ci", "events": ["deploy.*"]})
     assert status == 201 and created["key"].startswith("alertd_")
@@ -237,9 +258,9 @@ async def test_a_key_over_its_rate_gets_429_with_retry_after_and_nothing_is_stor
 async def test_webhook_header_values_are_secrets_masked_in_views_and_refused_back(hub):
     status, body = await hub.call("POST", "/v1/admin/channels", {
         "name": "authd", "type": "webhook", "url": f"{hub.receiver_url}/authd",
-        "headers": {"Authorization": "Bearer tok-0123456789abcdef", "X-Team": "env:HOME"}})
+        "headers": {"Authorization": "Bearer tok-0123456789abcdef", "X-Team": "platform"}})
     assert status == 201
-    assert body["config"]["headers"] == {"Authorization": "****", "X-Team": "env:HOME"}
+    assert body["config"]["headers"] == {"Authorization": "****", "X-Team": "****"}
     assert "tok-0123456789abcdef" not in str(await hub.call("GET", "/v1/admin/channels"))
     status, body = await hub.call("PATCH", "/v1/admin/channels/authd", {"headers": {"Authorization": "****"}})
     assert status == 400 and "masked" in body["error"]["message"]
