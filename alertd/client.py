@@ -6,6 +6,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 
 class ClientError(Exception):
@@ -28,14 +29,27 @@ class AdminClient:
         if self._session is not None:
             await self._session.close()
 
+    def url_for(self, path: str) -> URL:
+        """The daemon's URL (any path prefix kept) with `path` appended exactly as given. `path` comes escaped
+        segment by segment (cli.output.segment): parsed as a plain URL, yarl would resolve dot segments and
+        `/v1/admin/keys/..` would be sent as `/v1/admin/`, another resource."""
+        try:
+            base = URL(self.url)
+        except ValueError:
+            raise ClientError(f"--url {self.url[:80]!r} is not a URL") from None
+        if base.scheme not in ("http", "https") or not base.host:
+            raise ClientError(f"--url {self.url[:80]!r}: give an http:// or https:// URL, e.g. http://127.0.0.1:8040")
+        return base.with_path(base.raw_path.rstrip("/") + path, encoded=True)
+
     async def call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                    body: Any = None, headers: dict[str, str] | None = None) -> Any:
         assert self._session is not None
+        url = self.url_for(path)
         query = {k: str(v) for k, v in (params or {}).items() if v is not None}
         data = orjson.dumps(body) if body is not None else None
         headers = {**(headers or {}), **({"content-type": "application/json"} if data is not None else {})}
         try:
-            async with self._session.request(method, self.url + path, params=query, data=data,
+            async with self._session.request(method, url, params=query, data=data,
                                              headers=headers) as response:
                 raw = await response.read()
         except aiohttp.ClientConnectorError:

@@ -10,6 +10,7 @@ import time
 import orjson
 from aiohttp import web
 
+from alertd.listening import bind_listen
 from alertd.signing import decode_standard_secret, standard_signature, verify_e11
 
 MAX_SKEW_S = 300
@@ -21,7 +22,7 @@ def signature_verdict(secret: str | None, headers: dict[str, str], body: bytes, 
     if "x-e11-signature" in headers:
         return "valid (e11)" if verify_e11(secret, body, headers["x-e11-signature"]) else "INVALID (e11)"
     msg_id, stamp = headers.get("webhook-id", ""), headers.get("webhook-timestamp", "")
-    if not stamp.isdigit():
+    if not (stamp.isascii() and stamp.isdigit()):
         return "MISSING"
     if abs(now - int(stamp)) > MAX_SKEW_S:
         return "STALE timestamp"
@@ -50,5 +51,10 @@ def build_receiver(secret: str | None, status: int) -> web.Application:
 
 
 def serve(host: str, port: int, secret: str | None, status: int) -> None:
-    print(f"receiving on http://{host}:{port}/ (answering {status}); Ctrl-C stops", file=sys.stderr, flush=True)
-    web.run_app(build_receiver(secret, status), host=host, port=port, print=None)
+    # bound first: a port in use is one ListenError line (main prints it, exit 1), and "receiving on" is
+    # only said once the kernel already queues connections for us
+    sockets = bind_listen(host, port)
+    bound = int(sockets[0].getsockname()[1])  # the real port when asked for 0
+    shown = f"[{host}]" if ":" in host else host
+    print(f"receiving on http://{shown}:{bound}/ (answering {status}); Ctrl-C stops", file=sys.stderr, flush=True)
+    web.run_app(build_receiver(secret, status), sock=sockets, print=None)

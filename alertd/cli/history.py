@@ -12,8 +12,8 @@ import orjson
 from rich.console import Console
 from rich.progress import Progress
 
-from alertd.cli.output import CliError, add_remote_args, emit_json, run_async, subparser, table, verbs
-from alertd.client import AdminClient
+from alertd.cli.output import CliError, add_remote_args, emit_json, run_async, segment, subparser, table, verbs
+from alertd.client import AdminClient, ClientError
 from alertd.durations import parse_instant
 
 CHUNK = 100
@@ -63,7 +63,9 @@ def register(sub: Any) -> None:
                        "  alertd replay --event 'pr.*' --since 1h --state dead --dry-run")
     add_remote_args(replay)
     replay.add_argument("event_id", nargs="?", help="replay this one event")
-    replay.add_argument("--channel", action="append", help="only to this channel (repeatable)")
+    replay.add_argument("--channel", action="append",
+                        help="with EVENT_ID: only to this channel (repeatable); bulk: only deliveries to this "
+                             "channel (one: the deliveries API filters on a single channel)")
     replay.add_argument("--event", dest="pattern", help="bulk: event name, 'prefix.*' or '*'")
     replay.add_argument("--since", help="bulk: deliveries created since (e.g. 1h, or an ISO time)")
     replay.add_argument("--until", help="bulk: deliveries created before")
@@ -100,9 +102,20 @@ def remote(args: argparse.Namespace, work: Callable[[AdminClient], Awaitable[int
 
     async def go() -> int:
         async with AdminClient(args.url, args.key) as client:
-            return await work(client)
+            try:
+                return await work(client)
+            except (KeyError, IndexError, TypeError, AttributeError) as exc:
+                # a 2xx whose JSON is not the shape asked for (another service at --url, an older or newer
+                # daemon): one line, not a traceback from deep inside the table code
+                raise ClientError(f"unexpected answer from {args.url}: {unexpected(exc)}") from None
 
     return run_async(go)
+
+
+def unexpected(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"no field {str(exc.args[0])[:60]!r}" if exc.args else "a field is missing"
+    return f"a field has the wrong type ({type(exc).__name__})"
 
 
 def delivery_rows(deliveries: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -127,8 +140,10 @@ def cmd_events_list(args: argparse.Namespace) -> int:
 
 
 def cmd_events_show(args: argparse.Namespace) -> int:
+    path = f"/v1/admin/events/{segment(args.event_id, 'event id')}"
+
     async def work(client: AdminClient) -> int:
-        data = await client.call("GET", f"/v1/admin/events/{args.event_id}")
+        data = await client.call("GET", path)
         if args.json:
             emit_json(data)
             return 0
@@ -220,12 +235,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise CliError("give an EVENT_ID or bulk filters (--event/--since), not both")
     if not args.event_id and not bulk:
         raise CliError("give an EVENT_ID, or --event and/or --since for a bulk replay")
-    return remote(args, lambda client: _replay_one(client, args) if args.event_id else _replay_bulk(client, args))
+    if bulk and args.channel and len(args.channel) > 1:
+        raise CliError("a bulk replay takes one --channel (the deliveries API filters on a single channel); "
+                       "run it once per channel")
+    if args.event_id:
+        path = f"/v1/admin/events/{segment(args.event_id, 'event id')}/replay"
+        return remote(args, lambda client: _replay_one(client, args, path))
+    return remote(args, lambda client: _replay_bulk(client, args))
 
 
-async def _replay_one(client: AdminClient, args: argparse.Namespace) -> int:
+async def _replay_one(client: AdminClient, args: argparse.Namespace, path: str) -> int:
     body = {"channels": args.channel} if args.channel else {}
-    data = await client.call("POST", f"/v1/admin/events/{args.event_id}/replay", body=body)
+    data = await client.call("POST", path, body=body)
     if args.json:
         emit_json(data)
     elif not data["deliveries"]:
@@ -239,7 +260,7 @@ async def _replay_one(client: AdminClient, args: argparse.Namespace) -> int:
 async def _replay_bulk(client: AdminClient, args: argparse.Namespace) -> int:
     matches = await collect(client, "/v1/admin/deliveries", {
         "state": args.state, "event": args.pattern, "since": args.since, "until": args.until,
-        "channel": args.channel[0] if args.channel else None}, args.limit)
+        "channel": args.channel[0] if args.channel else None}, args.limit)  # one at most: cmd_replay checks
     if args.dry_run:
         if args.json:
             emit_json({"dry_run": True, "count": len(matches), "deliveries": matches})

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from alertd.cli.history import remote
-from alertd.cli.output import CliError, add_remote_args, emit_json, subparser, table, verbs
+from alertd.cli.output import CliError, add_remote_args, emit_json, segment, subparser, table, verbs
 from alertd.client import AdminClient
 
 MAX_PAYLOAD_FILE = 1024 * 1024
@@ -120,8 +120,10 @@ def cmd_channels_list(args: argparse.Namespace) -> int:
 
 
 def cmd_channels_show(args: argparse.Namespace) -> int:
+    path = f"/v1/admin/channels/{segment(args.name, 'channel name')}"
+
     async def work(client: AdminClient) -> int:
-        data = await client.call("GET", f"/v1/admin/channels/{args.name}")
+        data = await client.call("GET", path)
         emit_json(data) if args.json else table(f"{data['name']} ({data['type']}, managed by {data['managed']})",
                                                 ["key", "value"], sorted(data["config"].items()))
         return 0
@@ -129,8 +131,10 @@ def cmd_channels_show(args: argparse.Namespace) -> int:
 
 
 def cmd_channels_test(args: argparse.Namespace) -> int:
+    path = f"/v1/admin/channels/{segment(args.name, 'channel name')}/test"
+
     async def work(client: AdminClient) -> int:
-        data = await client.call("POST", f"/v1/admin/channels/{args.name}/test")
+        data = await client.call("POST", path)
         if args.json:
             emit_json(data)
         elif data["ok"]:
@@ -196,9 +200,10 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
     if not args.yes:
         raise CliError(f"revoking {args.name!r} refuses it at once everywhere; pass --yes to confirm")
+    path = f"/v1/admin/keys/{segment(args.name, 'key name')}"
 
     async def work(client: AdminClient) -> int:
-        data = await client.call("DELETE", f"/v1/admin/keys/{args.name}", headers={"X-Confirm-Destructive": "true"})
+        data = await client.call("DELETE", path, headers={"X-Confirm-Destructive": "true"})
         emit_json(data) if args.json else print(f"revoked {args.name}")
         return 0
     return remote(args, work)
@@ -240,8 +245,10 @@ def cmd_incidents_list(args: argparse.Namespace) -> int:
 
 
 def cmd_ack(args: argparse.Namespace) -> int:
+    path = f"/v1/admin/incidents/{segment(args.incident_id, 'incident id')}/ack"
+
     async def work(client: AdminClient) -> int:
-        data = await client.call("POST", f"/v1/admin/incidents/{args.incident_id}/ack")
+        data = await client.call("POST", path)
         emit_json(data) if args.json else print(f"incident {args.incident_id} acknowledged ({data['event']})")
         return 0
     return remote(args, work)

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from rich.console import Console
@@ -16,6 +17,17 @@ from rich.table import Table
 
 class CliError(Exception):
     """One line for stderr; the command exits 1."""
+
+
+def segment(value: str | int, what: str) -> str:
+    """`value` as one escaped path segment of an admin API path: a name like `../channels/x` must reach
+    the resource called that (a 404), never walk to another one."""
+    text = str(value)
+    if text in ("", ".", ".."):
+        # quote() leaves dots as they are, and a bare dot segment means "this or the parent directory" to
+        # every URL library and proxy on the way; no alertd name or id can be one, so refuse it here
+        raise CliError(f"{what} {text!r} is not a valid name")
+    return quote(text, safe="")
 
 
 def run_async(factory: Callable[[], Coroutine[Any, Any, int]]) -> int:

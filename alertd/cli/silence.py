@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from alertd.cli.history import remote
-from alertd.cli.output import CliError, add_remote_args, emit_json, subparser, table, verbs
+from alertd.cli.output import CliError, add_remote_args, emit_json, segment, subparser, table, verbs
 from alertd.client import AdminClient
 
 COLUMNS = ["id", "state", "event", "conditions", "starts", "ends", "creator", "comment", "managed"]
@@ -116,10 +116,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_expire(args: argparse.Namespace) -> int:
     if not args.yes:
         raise CliError(f"expiring silence {args.id} lets its events through again at once; pass --yes to confirm")
+    path = f"/v1/admin/silences/{segment(args.id, 'silence id')}"
 
     async def work(client: AdminClient) -> int:
-        data = await client.call("DELETE", f"/v1/admin/silences/{args.id}",
-                                 headers={"X-Confirm-Destructive": "true"})
+        data = await client.call("DELETE", path, headers={"X-Confirm-Destructive": "true"})
         emit_json(data) if args.json else print(f"silence {data['id']} expired")
         return 0
     return remote(args, work)
