@@ -63,7 +63,7 @@ class ServerSettings(BaseModel):
 
 def split_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise ValueError(f"listen must be HOST:PORT, got {value[:60]!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
 

@@ -61,6 +61,20 @@ def parse_instant(value: str, now: float) -> float:
             from None
 
 
+# Times given to alertd lie between these. Far enough for any plan, and far enough from datetime's year 9999
+# that a time plus any window alertd adds (90 days at most) can still be written back as ISO-8601.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+_LATEST_ISO = "9999-12-31T23:59:59.999Z"
+
+
+def check_range(value: datetime, name: str = "a time") -> datetime:
+    """`value` (aware), or ValueError when it lies outside what alertd stores."""
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(f"{name} must lie between 1970 and the year 9000")
+    return value
+
+
 def parse_timestamp(value: str) -> float:
     """An ISO-8601 timestamp (naive means UTC) → epoch seconds."""
     try:
@@ -71,10 +85,14 @@ def parse_timestamp(value: str) -> float:
         raise ValueError(f"invalid timestamp {value[:40]!r}: use ISO-8601, e.g. 2026-11-23T04:00:00Z")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    return check_range(parsed, f"timestamp {value[:40]!r}").timestamp()
 
 
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except (ValueError, OverflowError, OSError):
+        # past year 9999: only a row stored before times were bounded; one odd field beats a listing that fails
+        return _LATEST_ISO if ts > 0 else None

@@ -34,7 +34,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if not value or len(value) > 64:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²" is a digit to str.isdigit, not to float()
         return min(float(value), MAX_RETRY_AFTER_S)
     try:
         seconds = parsedate_to_datetime(value).timestamp() - now

@@ -58,7 +58,7 @@ def watchdog_interval() -> float | None:
     pid = os.environ.get("WATCHDOG_PID")
     if pid is not None and pid != str(os.getpid()):
         return None  # meant for another process: we inherited the variable
-    if not usec.isdigit() or int(usec) <= 0:
+    if not (usec.isascii() and usec.isdigit()) or int(usec) <= 0:
         return None
     return int(usec) / 1_000_000
 

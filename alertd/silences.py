@@ -14,7 +14,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from alertd.conditions import ConditionError, ConditionSet, parse_conditions
-from alertd.durations import parse_duration
+from alertd.durations import check_range, parse_duration
 from alertd.routing import pattern_error, pattern_matches, valid_pattern
 
 MAX_SILENCE_S: Final = 90 * 86400.0
@@ -118,10 +118,12 @@ class SilenceBook:
         self._set = SilenceSet(silences)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)  # a TOML local date-time, or ISO-8601 without an offset: UTC
-    return value
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)  # a TOML local date-time, or ISO-8601 without an offset: UTC
+    return check_range(value, name)
 
 
 class SilenceDecl(BaseModel):
@@ -157,12 +159,12 @@ class SilenceDecl(BaseModel):
     @field_validator("starts_at")
     @classmethod
     def _starts(cls, value: datetime | None) -> datetime | None:
-        return _aware(value)
+        return _aware(value, "starts_at")
 
     @field_validator("ends_at")
     @classmethod
     def _ends(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
-        value = _aware(value)
+        value = _aware(value, "ends_at")
         if value is None:
             return None
         starts = info.data.get("starts_at")

@@ -63,9 +63,6 @@ async def replay_event(request: web.Request) -> web.Response:
 
 async def replay_deliveries(request: web.Request) -> web.Response:
     body = params.body_object(parse_json(await request.read()), frozenset({"ids"}))
-    ids = body.get("ids")
-    if (not isinstance(ids, list) or not 1 <= len(ids) <= MAX_REPLAY_IDS
-            or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids)):
-        raise ApiError(400, "invalid_body", f"ids must be a list of 1 to {MAX_REPLAY_IDS} delivery ids", "ids")
+    ids = params.delivery_ids(body, MAX_REPLAY_IDS)
     created = await request.app[RUNTIME].replayer.replay_deliveries(ids)
     return json_response({"deliveries": [serialize.delivery(d) for d in created]}, status=202)

@@ -53,7 +53,7 @@ async def ping(request: web.Request) -> web.Response:
 def _signal(signal: str) -> tuple[PingKind, int | None]:
     if signal in PING_KINDS:
         return PING_KINDS[signal], None
-    if signal.isdigit() and len(signal) <= 3 and int(signal) <= 255:
+    if signal.isascii() and signal.isdigit() and len(signal) <= 3 and int(signal) <= 255:  # not "²" or "٣"
         status = int(signal)
         return ("success" if status == 0 else "fail"), status
     raise ApiError(404, "not_found", "use /ping, /start, /fail or /<exit status 0-255>")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -42,9 +43,49 @@ def parse_json(body: bytes) -> Any:
     if not body.strip():
         raise ApiError(400, "invalid_json", "the body is empty; send a JSON object or array", "body")
     try:
-        return orjson.loads(body)
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {str(exc)[:120]}", "body") from None
+    if _holds_float_past_int64(data):
+        _refuse_inexact_integers(body)
+    return data
+
+
+# orjson reads an integer literal past 64 bits as the nearest float, so a producer's exact id would be stored
+# changed. Such a float is the only trace it leaves, and a cheap one to look for: only then is the body read
+# again, exactly, to tell an integer that does not fit from a float literal that merely is large.
+INT_RANGE = (-(2**63), 2**64 - 1)
+# a float this large may be an integer that did not fit (-2^63 - 1 rounds to exactly -2^63 as a float)
+_FLOAT_SURE_EXACT = (-(2.0**63), 2.0**63)
+
+
+def _holds_float_past_int64(data: Any) -> bool:
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        for value in item.values() if isinstance(item, dict) else item if isinstance(item, list) else ():
+            kind = type(value)
+            if kind is float:
+                if not _FLOAT_SURE_EXACT[0] < value < _FLOAT_SURE_EXACT[1]:
+                    return True
+            elif kind is dict or kind is list:
+                stack.append(value)
+    return False
+
+
+def _exact_integer(text: str) -> int:
+    value = int(text)
+    if not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise ApiError(400, "invalid_json", f"the integer {text[:24]}{'…' if len(text) > 24 else ''} does not fit in "
+                       "64 bits (-2^63 to 2^64-1) and would be stored changed; send it as a string", "body")
+    return value
+
+
+def _refuse_inexact_integers(body: bytes) -> None:
+    try:
+        json.loads(body, parse_int=_exact_integer)
+    except RecursionError:  # orjson took it; the stdlib parser recurses: deep nesting is refused later anyway
+        return
 
 
 def parse_batch(data: Any, max_batch: int, default_severity: Callable[[str], Severity] | None = None,

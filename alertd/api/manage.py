@@ -275,11 +275,7 @@ async def retry_dead(request: web.Request) -> web.Response:
 
 async def _dead_ids(runtime: Runtime, body: dict[str, Any]) -> list[int]:
     if "ids" in body:
-        ids = body["ids"]
-        if (not isinstance(ids, list) or not 1 <= len(ids) <= 500
-                or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids)):
-            raise ApiError(400, "invalid_body", "ids must be a list of 1 to 500 delivery ids", "ids")
-        return ids
+        return params.delivery_ids(body, 500)
     spec = body.get("filter")
     if not isinstance(spec, dict):
         raise ApiError(400, "invalid_body", 'send {"ids": [...]} or {"filter": {"event", "channel", "since"}}')

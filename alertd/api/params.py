@@ -12,6 +12,7 @@ from alertd.model import DeliveryState, Severity
 from alertd.routing import valid_pattern
 
 MAX_LIMIT = 500
+MAX_ROW_ID = 2**63 - 1  # SQLite's largest integer: a bigger id cannot name a row (and overflows its binding)
 
 
 def bad(field: str, message: str) -> ApiError:
@@ -97,3 +98,12 @@ def body_object(data: Any, allowed: frozenset[str] | None = None) -> dict[str, A
             raise ApiError(400, "invalid_body", f"unknown field {unknown[0][:40]!r}; allowed: "
                            + ", ".join(sorted(allowed)), unknown[0][:40])
     return data
+
+
+def delivery_ids(body: Mapping[str, Any], most: int) -> list[int]:
+    """`ids` in a body: 1 to `most` delivery ids, each a positive integer SQLite can hold."""
+    ids = body.get("ids")
+    if (not isinstance(ids, list) or not 1 <= len(ids) <= most
+            or not all(type(i) is int and 0 < i <= MAX_ROW_ID for i in ids)):
+        raise ApiError(400, "invalid_body", f"ids must be a list of 1 to {most} delivery ids", "ids")
+    return ids

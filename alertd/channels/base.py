@@ -15,7 +15,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from yarl import URL
 
-from alertd.channels.escape import url_secret_parts
+from alertd.channels.escape import url_query_secrets, url_secret_parts
 from alertd.durations import parse_bounded_duration
 from alertd.model import Message
 from alertd.netguard import BlockedTarget, NetPolicy, redact_url, validate_url
@@ -176,9 +176,12 @@ class BaseChannel(ABC):
         # mask those parts wherever they show up on their own, for every channel type at once
         for value in [v for v in secrets if v.startswith(("http://", "https://"))]:
             secrets.extend(url_secret_parts(value))
-        self._secrets = secrets
         self._urls = [v for v in (getattr(config, f) for f in type(config).model_fields)
                       if isinstance(v, str) and v.startswith(("http://", "https://"))]
+        # a plain URL's query may carry a token too (a receiver echoing its request path would show it)
+        for url in self._urls:
+            secrets.extend(url_query_secrets(url))
+        self._secrets = sorted(set(secrets), key=len, reverse=True)  # longest first: a whole before its parts
 
     @property
     def name(self) -> str:

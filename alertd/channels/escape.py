@@ -4,6 +4,7 @@ vendor's limit with a visible marker."""
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable
 
@@ -97,3 +98,19 @@ def url_secret_parts(url: str) -> list[str]:
         return []
     parts = {part for part in whole if len(part) >= 8} | {piece for piece in pieces if len(piece) >= 16}
     return sorted(parts, key=len, reverse=True)  # longest first: a whole path is masked before its pieces
+
+
+def url_query_secrets(url: str) -> list[str]:
+    """For any URL a channel sends to: what in it may be a credential though the URL as a whole is not
+    declared secret — the query (`?token=…`, as the admin API hides it), a userinfo password, and the Basic
+    credential the HTTP client makes of the userinfo (a receiver echoing its headers would show it)."""
+    try:
+        parsed = URL(url)
+        parts = {parsed.raw_query_string, parsed.query_string, *parsed.query.values(), parsed.password or "",
+                 parsed.raw_password or ""}
+        if parsed.password:
+            parts.add(base64.b64encode(f"{parsed.user or ''}:{parsed.password}".encode("latin-1", "replace"))
+                      .decode())
+    except (ValueError, TypeError):
+        return []
+    return sorted((part for part in parts if len(part) >= 8), key=len, reverse=True)

@@ -57,6 +57,6 @@ class SendGridChannel(BaseChannel):
 
 def _reset_delay(value: str | None, now: float) -> float | None:
     """X-RateLimit-Reset is the Unix time the window reopens."""
-    if value is None or not value.strip().isdigit() or len(value) > 20:
+    if value is None or not (value.isascii() and value.strip().isdigit()) or len(value) > 20:
         return None
     return min(max(float(value) - now, 0.0), MAX_RETRY_AFTER_S)

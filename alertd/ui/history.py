@@ -123,7 +123,7 @@ async def retry_dead_letters(page: Page) -> web.StreamResponse:
     back = safe_next(form.get("back"))
     back = back if back == "/ui/dlq" or back.startswith("/ui/dlq?") else "/ui/dlq"
     raw = form.getall("ids", [])
-    if not raw or len(raw) > MAX_RETRY or not all(r.isdigit() and 0 < len(r) <= 18 for r in raw):
+    if not raw or len(raw) > MAX_RETRY or not all(r.isascii() and r.isdigit() and 0 < len(r) <= 18 for r in raw):
         return page.back(back, "error", f"Choose 1 to {MAX_RETRY} dead deliveries to retry.")
     reopened = await retry_dead(page.runtime, [int(r) for r in raw])
     if not reopened:

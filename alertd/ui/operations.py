@@ -92,7 +92,7 @@ async def create_silence(page: Page) -> web.StreamResponse:
 async def expire_silence(page: Page) -> web.StreamResponse:
     book = _book(page)
     raw = page.request.match_info["id"]
-    if book is None or not raw.isdigit() or len(raw) > 18:
+    if book is None or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         return page.back("/ui/silences", "error", "No such silence.")
     now = time.time()
     expired = await page.runtime.store.writer.submit(lambda c: silence_ops.expire_silence(c, int(raw), now))
@@ -129,7 +129,7 @@ async def ack_incident(page: Page) -> web.StreamResponse:
     raw = page.request.match_info["id"]
     if ack is None:
         return page.back("/ui/incidents", "error", "Acknowledging is not available in this alertd yet.")
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         return page.back("/ui/incidents", "error", "No such incident.")
     try:
         result = await ack(int(raw), page.actor)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from alertd.redact import REDACTED
 from alertd.routing import valid_event_name
 from tests.api.conftest import PRODUCER, Hub
@@ -51,3 +53,22 @@ async def test_a_secret_is_redacted_after_its_siblings_are_remembered_as_harmles
     status, stored = await hub.call("GET", f"/v1/admin/events/{body['id']}")
     assert status == 200
     assert stored["payload"] == {"env": "prod", "db": {"host": "h", "password": REDACTED}}
+
+
+@pytest.mark.parametrize("number", [2**64, -(2**63) - 1, 10**30])
+async def test_an_integer_past_64_bits_is_refused_not_stored_changed(hub: Hub, number: int) -> None:
+    # orjson reads it as the nearest float: 18446744073709551616 was stored as 1.8446744073709552e+19
+    for body in ({"event": "deploy.big", "payload": {"id": number}},
+                 [{"event": "deploy.ok"}, {"event": "deploy.big", "payload": {"ids": [1, {"n": number}]}}]):
+        status, answer = await hub.call("POST", "/v1/events", body, key=PRODUCER)
+        assert status == 400 and answer["error"]["code"] == "invalid_json", answer
+        assert "64 bits" in answer["error"]["message"] and answer["error"]["field"] == "body"
+    assert (await hub.call("GET", "/v1/admin/events"))[1]["events"] == []
+
+
+async def test_integers_at_the_64_bit_edges_and_large_floats_are_kept_exactly(hub: Hub) -> None:
+    payload = {"top": 2**64 - 1, "bottom": -(2**63), "big_float": 1e30, "small": 412.7}
+    status, body = await hub.call("POST", "/v1/events", {"event": "deploy.edge", "payload": payload}, key=PRODUCER)
+    assert status == 202, body
+    _, event = await hub.call("GET", f"/v1/admin/events/{body['id']}")
+    assert event["payload"] == payload

@@ -94,6 +94,13 @@ async def test_an_api_channel_cannot_read_the_daemons_environment_or_files(hub, 
     assert hub.received == []
 
 
+@pytest.mark.parametrize("path", ["/v1/admin/deliveries/replay", "/v1/admin/dlq/retry"])
+@pytest.mark.parametrize("ids", [[2**63], [1, -(2**63)], [0], [True], ["1"], [1.0], []])
+async def test_delivery_ids_past_what_sqlite_holds_or_of_the_wrong_kind_are_a_400(hub, path, ids):
+    status, answer = await hub.call("POST", path, {"ids": ids}, headers={"X-Confirm-Destructive": "true"})
+    assert status == 400 and answer["error"]["field"] == "ids", answer  # 2**63 was an OverflowError: a 500
+
+
 async def test_a_key_is_shown_once_works_at_once_and_a_revoked_key_is_refused_at_once(hub):
     status, created = await hub.call("POST", "/v1/admin/keys", {"name": "ci", "events": ["deploy.*"]})
     assert status == 201 and created["key"].startswith("alertd_")

@@ -151,6 +151,8 @@ async def test_pings_are_scoped_like_event_names_and_bodies_are_limited_and_reda
     assert (await ping(hub, name="pr.unknown"))[0] == 404
     assert (await ping(hub, "reboot"))[0] == 404
     assert (await ping(hub, "256"))[0] == 404
+    for status_text in ("²", "٣", "１"):  # digits to str.isdigit; "²" made int() fail: a 500
+        assert (await ping(hub, status_text))[0] == 404
     assert (await ping(hub, body=b"x" * 20_000))[0] == 413
     await ping(hub, body=b'{"token": "s3cret", "rows": 4}')
     _, check = await hub.call("GET", "/v1/admin/checks/pr.nightly")
@@ -199,11 +201,13 @@ async def test_an_outcome_in_time_prevents_the_timeout_and_failures_in_a_row_ale
     ({"key": "k", "within": "1m", "payload": [1]}, "payload"),
     ({"key": "k", "within": "1m", "severity": "loud"}, "severity"),
     ({"key": "k", "within": "1m", "group": 5}, "group"),
+    ({"key": "k", "deadline": "9999-12-31T23:00:00-05:00"}, "deadline"),  # was committed, then a 500
 ])
 async def test_bad_expectations_are_refused_naming_the_field(clocked, body, field):
     hub, _, _ = clocked
     status, answer = await hub.call("POST", "/v1/expectations", body, key=PRODUCER)
     assert status == 400 and answer["error"]["field"] == field
+    assert (await hub.call("POST", "/v1/expectations", {"key": "k", "within": "1m"}, key=PRODUCER))[0] == 201
 
 
 async def test_only_the_key_that_expected_may_report_and_unknown_outcomes_are_404(clocked):

@@ -134,11 +134,17 @@ async def test_a_reload_applies_the_files_silences_and_keeps_unchanged_ones(stor
     ({"duration": "1h", "comment": "x", "when": [{"field": "payload.x", "op": "nope", "value": 1}]}, "when"),
     ({"duration": "1h", "comment": "x", "any": [[{"field": "payload.x", "op": "matches", "value": "("}]]}, "any"),
     ({"duration": "1h", "comment": "x", "managed": "config"}, "managed"),
+    # far-future times used to be committed, then fail to be written back: a 500, and every listing after it
+    ({"duration": "2h", "starts_at": "9999-12-31T23:00:00Z", "comment": "x"}, "starts_at"),
+    ({"starts_at": "9999-12-31T22:00:00Z", "ends_at": "9999-12-31T23:00:00Z", "comment": "x"}, "starts_at"),
+    ({"starts_at": "1969-12-31T00:00:00Z", "duration": "1h", "comment": "x"}, "starts_at"),
 ])
 async def test_a_bad_silence_is_a_400_naming_the_field(storm_hub, body, field):
     status, answer = await storm_hub.call("POST", "/v1/admin/silences", body)
     assert status == 400, answer
     assert answer["error"]["code"] == "invalid_silence" and answer["error"]["field"] == field, answer
+    status, listed = await storm_hub.call("GET", "/v1/admin/silences?state=all")
+    assert status == 200 and all(x["managed"] == "config" for x in listed["silences"]), listed  # none added
 
 
 async def test_bad_lookups_and_keys(storm_hub):

@@ -1,8 +1,9 @@
 import random
+from datetime import UTC, datetime
 
 import pytest
 
-from alertd.durations import iso, parse_duration, parse_instant
+from alertd.durations import iso, parse_duration, parse_instant, parse_timestamp
 from alertd.ratelimit import TokenBucket
 from alertd.retry import RetryPolicy, parse_retry_after
 
@@ -46,7 +47,7 @@ def test_retry_after_is_the_earliest_next_attempt_even_past_the_cap():
 
 @pytest.mark.parametrize(("header", "expected"), [
     ("30", 30.0), (" 7 ", 7.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0), (None, None), ("soon", None),
-    ("-5", None), ("9" * 80, None),
+    ("-5", None), ("9" * 80, None), ("²", None), ("٣٠", None), ("１０", None),  # digits to str.isdigit, not to float
 ])
 def test_retry_after_header_forms(header, expected):
     assert parse_retry_after(header, now=1445412480.0 + 60) == expected
@@ -62,3 +63,20 @@ def test_token_bucket_spaces_sends_at_its_rate():
     assert bucket.take(100.0) == pytest.approx(0.5)
     assert bucket.take(100.0) == pytest.approx(1.0)
     assert bucket.take(102.0) == 0
+
+
+@pytest.mark.parametrize("text", ["9999-12-31T23:00:00Z", "9000-01-01T00:00:00Z", "1969-12-31T23:59:59Z",
+                                  "0001-01-01T00:00:00Z"])
+def test_a_timestamp_outside_what_alertd_stores_is_refused(text):
+    with pytest.raises(ValueError, match="between 1970 and the year 9000"):
+        parse_timestamp(text)
+
+
+def test_the_bounds_themselves_and_a_far_but_sane_time_parse():
+    assert parse_timestamp("1970-01-01T00:00:00Z") == 0
+    assert iso(parse_timestamp("8999-12-31T23:59:59Z")) == "8999-12-31T23:59:59.000Z"
+
+
+def test_iso_never_raises_for_a_row_stored_before_times_were_bounded():
+    assert iso(datetime(9999, 12, 31, 23, tzinfo=UTC).timestamp() + 2 * 3600) == "9999-12-31T23:59:59.999Z"
+    assert iso(1e300) == "9999-12-31T23:59:59.999Z"

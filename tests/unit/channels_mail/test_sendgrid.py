@@ -7,7 +7,7 @@ import time
 import pytest
 
 from alertd.channels.base import PermanentError, RetryableError
-from alertd.channels.sendgrid import SendGridChannel, SendGridConfig
+from alertd.channels.sendgrid import SendGridChannel, SendGridConfig, _reset_delay
 
 from .conftest import Reply, make_message
 
@@ -77,3 +77,9 @@ def test_defaults():
                                             "to": ["b@example.com"]})
     assert config.api_base == "https://api.sendgrid.com"
     assert SendGridChannel.default_rate is None
+
+
+@pytest.mark.parametrize("reset", ["²", "１７００００００００", "soon", "-5", "9" * 30])
+def test_a_rate_limit_reset_that_is_not_plain_digits_is_ignored(reset):
+    # "²" is a digit to str.isdigit and made float() raise inside the channel
+    assert _reset_delay(reset, time.time()) is None
