@@ -172,6 +172,9 @@ class BaseChannel(ABC):
         self.template: MessageTemplate | None = (
             compile_template(config.template.title, config.template.body) if config.template else None)
         secrets = [v for v in _secret_values(config) if len(v) >= 4]
+        # a header value like "Bearer sk_live_…" is a scheme and a credential: a receiver that echoes only the
+        # credential ("invalid token sk_live_…") must see it masked too
+        secrets += [part for v in secrets if " " in v.strip() for part in v.split() if len(part) >= 8]
         # a secret URL (Slack, Discord, Teams webhooks) is a credential in its path or query too:
         # mask those parts wherever they show up on their own, for every channel type at once
         for value in [v for v in secrets if v.startswith(("http://", "https://"))]:

@@ -15,7 +15,11 @@ from alertd.channels.escape import fit, fit_bytes
 from alertd.model import Message, Severity
 from alertd.secrets import Secret
 
-MESSAGE_BYTES = 4096  # ntfy "Limitations": each message can be up to 4,096 bytes
+# ntfy "Limitations": a message can be up to 4,096 bytes; but its server reads the body with a peek whose
+# "limit reached" is `read == limit`, so a message of exactly 4,096 bytes is taken for an attachment (a 400
+# where attachments are off, a file where they are on). One byte less is always text.
+MESSAGE_BYTES = 4095
+JSON_BODY_BYTES = 8191  # a JSON publish is read up to twice the message limit: 8,192 bytes and over is a 413
 TITLE_CHARS = 256  # ntfy documents no title limit; a notification title longer than this is unreadable
 _TOPIC_RE = re.compile(r"^[-_A-Za-z0-9]{1,64}\Z")  # ntfy's own topic rule
 PRIORITIES = {Severity.INFO: 3, Severity.WARNING: 3, Severity.ERROR: 4, Severity.CRITICAL: 5}
@@ -38,18 +42,30 @@ class NtfyConfig(ChannelConfig):
         return value
 
 
-def ntfy_message(message: Message) -> str:
+def ntfy_message(message: Message, limit: int = MESSAGE_BYTES) -> str:
     lines = [message.summary, *(f"{key}: {value}" for key, value in message.fields)]
     if message.link:
         lines.append(message.link)
-    return fit_bytes("\n".join(lines), MESSAGE_BYTES)
+    return fit_bytes("\n".join(lines), limit)
 
 
-def ntfy_payload(message: Message, topic: str) -> dict[str, Any]:
+def ntfy_body(message: Message, topic: str) -> bytes:
+    """The JSON publish, within ntfy's body limit: JSON escapes can make a message of 2 KB a body of 12 KB
+    (a control character is 6 bytes), so the message is cut by what the body runs over until it fits."""
+    limit = MESSAGE_BYTES
+    while True:
+        body = orjson.dumps(ntfy_payload(message, topic, limit))
+        over = len(body) - JSON_BODY_BYTES
+        if over <= 0 or limit <= 64:  # a raw byte is at least one encoded byte: one cut is almost always enough
+            return body
+        limit = max(64, limit - over)
+
+
+def ntfy_payload(message: Message, topic: str, message_bytes: int = MESSAGE_BYTES) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "topic": topic,
         "title": fit(message.title, TITLE_CHARS),
-        "message": ntfy_message(message),
+        "message": ntfy_message(message, message_bytes),
         "priority": PRIORITIES[message.event.severity],
         "tags": TAGS[message.event.severity],
         "markdown": False,
@@ -70,6 +86,6 @@ class NtfyChannel(BaseChannel):
         headers = {"content-type": "application/json"}
         if self.config.token is not None:
             headers["authorization"] = f"Bearer {self.config.token.get_secret_value()}"
-        body = orjson.dumps(ntfy_payload(message, self.config.topic.get_secret_value()))
+        body = ntfy_body(message, self.config.topic.get_secret_value())
         reply = await self.post(f"{self.config.url.rstrip('/')}/", headers=headers, body=body)
         return Outcome(status=reply.status)

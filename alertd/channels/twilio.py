@@ -34,6 +34,10 @@ from alertd.secrets import Secret
 
 MAX_BODY_CHARS = 1600  # Twilio's cap on Body
 REMEMBERED_DELIVERIES = 1024
+# https://www.twilio.com/docs/api/errors/21611: the 'From' number has too many messages queued; the fix is
+# to send more slowly "so the queue can drain", so it is a wait, not a refusal
+QUEUE_FULL = 21611
+QUEUE_FULL_WAIT_S = 60.0
 E164_RE = re.compile(r"^\+[1-9][0-9]{1,14}$")
 SERVICE_SID_RE = re.compile(r"^MG[0-9a-fA-F]{32}$")
 
@@ -143,6 +147,9 @@ class TwilioChannel(BaseChannel):
                 raise
             # scrubbed before it is cut: a cut through a secret would leave the secret's start unmasked
             detail = self.scrub(f"Twilio error {error[0]}: {self.scrub(error[1])[:200]} (HTTP {reply.status})")
+            if error[0] == QUEUE_FULL:
+                # the sending number's queue is full (shared with other traffic): it drains, so wait, then retry
+                raise RetryableError(detail, status=exc.status, retry_after=QUEUE_FULL_WAIT_S) from None
             if isinstance(exc, RetryableError):
                 raise RetryableError(detail, status=exc.status, retry_after=exc.retry_after) from None
             raise PermanentError(detail, status=exc.status) from None

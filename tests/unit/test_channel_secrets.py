@@ -79,13 +79,17 @@ class Target:
 
 
 def webhook(t: Target) -> list[Case]:
-    e11, header_free = marker(), marker()
+    e11, header_free, bearer, api_token = marker(), marker(), marker(), marker()
     standard = "whsec_" + base64.b64encode(marker().encode()).decode()
     return [
         Case("e11", {"url": f"{t.url}/hooks/alertd?team=ops", "signing": "e11", "secret": e11,
                      "previous_secrets": [header_free]}, (e11, header_free), travels=False),
         Case("standard", {"url": f"{t.url}/hooks/alertd", "signing": "standard", "secret": standard,
                           "method": "PUT"}, (standard,), travels=False),
+        # a receiver echoing only the credential of "Bearer …" ("invalid token …") showed it unmasked
+        Case("header", {"url": f"{t.url}/hooks/alertd", "headers": {"Authorization": f"Bearer {bearer}",
+                                                                   "X-Api-Token": api_token}},
+             (bearer, api_token)),
     ]
 
 
@@ -322,7 +326,7 @@ def secret_fields(config: ChannelConfig) -> dict[str, list[str]]:
     shown: dict[str, list[str]] = {}
     for name in type(config).model_fields:
         value = getattr(config, name)
-        values = value if isinstance(value, list) else [value]
+        values = value if isinstance(value, list) else list(value.values()) if isinstance(value, dict) else [value]
         if values and all(isinstance(v, SecretStr) for v in values):
             shown[name] = [v.get_secret_value() for v in values]
     return shown

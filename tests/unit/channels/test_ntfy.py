@@ -53,11 +53,22 @@ async def test_producer_text_is_plain_text_because_markdown_stays_off(http, vend
     assert body["message"].startswith(f"{HOSTILE}\nwho: <@U123> @everyone\n**key**: a & <b>\n")
 
 
-async def test_a_long_message_is_cut_to_4096_bytes_without_splitting_a_character(http, vendor):
-    await ntfy(http, vendor).send(make_message(title="t" * 1000, summary="é" * 5000))
+@pytest.mark.parametrize("summary", ["é" * 5000, "a" * 6000])
+async def test_a_long_message_is_cut_below_4096_bytes_without_splitting_a_character(http, vendor, summary):
+    # ntfy takes a body of exactly 4,096 bytes for an attachment (its peek's "limit reached" is read == limit):
+    # an ASCII message cut to 4,096 was refused with 40014 "attachments not allowed"
+    await ntfy(http, vendor).send(make_message(title="t" * 1000, summary=summary))
     body = vendor.last.json()
-    assert len(body["message"].encode()) <= 4096 and body["message"].endswith(TRUNCATION_MARKER)
+    assert len(body["message"].encode()) <= 4095 and body["message"].endswith(TRUNCATION_MARKER)
     assert len(body["title"]) == 256 and body["title"].endswith(TRUNCATION_MARKER)
+
+
+async def test_a_message_that_json_escaping_grows_still_fits_ntfys_body_limit(http, vendor):
+    # a control character is 6 bytes in JSON: 10 fields of 200 ESC made a 12 KB body, refused with 41303
+    fields = tuple((f"f{i}", "\x1b" * 200) for i in range(10))
+    await ntfy(http, vendor).send(make_message(title="\x1b" * 300, fields=fields))
+    assert len(vendor.last.body) <= 8191
+    assert vendor.last.json()["message"].endswith(TRUNCATION_MARKER)
 
 
 @pytest.mark.parametrize(("severity", "priority", "tags"), [

@@ -110,6 +110,14 @@ async def test_429_and_5xx_are_retryable(http, vendor, reply):
     assert caught.value.status == reply.status
 
 
+async def test_a_full_sender_queue_is_waited_out_not_refused(http, vendor):
+    # 21611: the 'From' number has too many messages queued (shared with other traffic); it drains
+    vendor.script(error(400, 21611, "This 'From' number has exceeded the maximum number of queued messages"))
+    with pytest.raises(RetryableError) as caught:
+        await sms(http, vendor).send(make_message())
+    assert "Twilio error 21611" in str(caught.value) and caught.value.retry_after == 60.0
+
+
 async def test_the_auth_token_never_appears_even_when_echoed(http, vendor):
     vendor.script(error(401, 20003, f"Authenticate with {TOKEN} failed"))
     with pytest.raises(PermanentError) as caught:
