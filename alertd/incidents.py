@@ -180,6 +180,8 @@ class Incidents:
             lambda c: ops.approve(c, claim.subject, actor, claim.jti, approved, self.store.ids, now))
         if result.outcome == "used":
             raise LinkError(409, "This link has already been used.")
+        if result.outcome == "gone":
+            raise LinkError(410, "The event this action was asked for is no longer kept; nothing was approved.")
         if result.outcome == "decided":
             raise LinkError(409, f"This action was already {request['state']}.")
         if approved is not None:

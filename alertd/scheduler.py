@@ -352,7 +352,8 @@ class Scheduler:
         bound = event_id_bound(now - self.retention_days * 86400)
         removed = 0
         while True:
-            count = await self.store.writer.submit(lambda c: ops.purge_before(c, bound, RETENTION_BATCH))
+            count = await self.store.writer.submit(
+                lambda c: ops.purge_before(c, bound, RETENTION_BATCH, now - MAX_LINK_TTL))
             removed += count
             if count < RETENTION_BATCH:
                 break

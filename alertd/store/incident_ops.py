@@ -54,7 +54,7 @@ def escalate(conn: sqlite3.Connection, incident_id: int, step: int, event: Event
 
 @dataclass(frozen=True, slots=True)
 class ApprovalResult:
-    outcome: str  # approved | used | decided | missing
+    outcome: str  # approved | used | decided | missing | gone
     stored: list[Stored]
 
 
@@ -63,6 +63,8 @@ def approve(conn: sqlite3.Connection, request_id: int, actor: str, jti: str, eve
     row = conn.execute("SELECT state FROM action_requests WHERE id = ?", (request_id,)).fetchone()
     if row is None:
         return ApprovalResult("missing", [])
+    if event is None and row[0] == "pending":
+        return ApprovalResult("gone", [])  # its event is no longer kept: nothing to approve, the link unspent
     if not claim_token(conn, jti, now):
         return ApprovalResult("used", [])
     changed = conn.execute("UPDATE action_requests SET state = 'approved', decided_at = ?, decided_by = ? "

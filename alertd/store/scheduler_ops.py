@@ -96,16 +96,19 @@ def _move_streak(conn: sqlite3.Connection, group: str | None, *, failed: bool, n
     return int(conn.execute("SELECT fail_streak FROM outcome_groups WHERE grp = ?", (group,)).fetchone()[0])
 
 
-def purge_before(conn: sqlite3.Connection, event_id_bound: str, batch: int) -> int:
+def purge_before(conn: sqlite3.Connection, event_id_bound: str, batch: int, requests_since: float = 0.0) -> int:
     """Deletes up to `batch` events older than the bound, with their deliveries and attempts.
     Small batches keep each write transaction short, so ingest never waits long behind retention.
-    An event with open deliveries (a backlog, a replay, a retried dead letter) stays until they close:
-    retention must never drop an obligation."""
+    An event with open deliveries (a backlog, a replay, a retried dead letter), an open incident, or an
+    approval still pending and made since `requests_since` (its link may still be used) stays until that
+    closes: retention must never drop an obligation."""
     ids = [r[0] for r in conn.execute(
         "SELECT e.id FROM events e WHERE e.id < ? AND NOT EXISTS (SELECT 1 FROM deliveries d "
         "WHERE d.event_id = e.id AND d.state IN ('pending', 'retrying')) "
-        "AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.event_id = e.id AND i.state = 'open') LIMIT ?",
-        (event_id_bound, batch))]
+        "AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.event_id = e.id AND i.state = 'open') "
+        "AND NOT EXISTS (SELECT 1 FROM action_requests a WHERE a.event_id = e.id AND a.state = 'pending' "
+        "AND a.created_at >= ?) LIMIT ?",
+        (event_id_bound, requests_since, batch))]
     if not ids:
         return 0
     # purging can remove the highest delivery id; remember it, so ids are never handed out twice

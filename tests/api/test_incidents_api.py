@@ -286,3 +286,43 @@ async def test_a_backlog_sent_right_after_a_restart_carries_its_ack_link(tmp_pat
     finally:
         answer.set()
         await runner.cleanup()
+
+
+async def test_retention_keeps_an_event_whose_approval_is_pending_while_its_link_can_be_used(tmp_path):
+    # retention_days shorter than link_ttl: the event was purged, and a later approval was recorded but
+    # never carried out ("This action was already pending.")
+    received: dict[str, list[dict]] = {"hook": [], "runner": []}
+
+    async def receive(request: web.Request) -> web.Response:
+        received[request.path.strip("/")].append(orjson.loads(await request.read()))
+        return web.Response()
+
+    runner, url = await start_receiver(receive)
+    extra = ('[[channels]]\nname = "runner"\ntype = "webhook"\nurl = "RECEIVER/runner"\n[[routes]]\nname = "deploys"\n'
+             'match = "deploy.*"\nchannels = ["hook"]\nactions = ["restart-api"]\n[[routes]]\nname = "approved"\n'
+             'match = "alertd.action.approved"\nchannels = ["runner"]\n[scheduler]\nlink_ttl = "7d"\n')
+    path = tmp_path / "alertd.toml"
+    path.write_text(config_text(tmp_path, url, extra.replace("RECEIVER", url)).replace(
+        'synchronous = "normal"', 'synchronous = "normal"\nretention_days = 1'))
+    clock = ManualClock()
+    daemon = Daemon(load_config(path), clock=clock)
+    await daemon.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            hub = Hub(daemon, session, [], url, path)
+            HUB[:] = [hub]
+            status, _ = await hub.call("POST", "/v1/events", {"event": "deploy.failed", "actions": [
+                {"name": "restart-api", "label": "Restart API"}]}, key=PRODUCER)
+            assert status == 202
+            await until(lambda: len(received["hook"]) == 1)
+            approve = link(received["hook"][0], "approve")
+            clock.advance(2 * 86400)  # past retention, well inside the link's 7 days
+            assert await daemon.runtime.scheduler.purge() == 0
+            async with session.post(approve) as response:
+                assert response.status == 200
+            await until(lambda: len(received["runner"]) == 1)
+            clock.advance(8 * 86400)  # the request is decided: the event may go now
+            assert await daemon.runtime.scheduler.purge() >= 1
+    finally:
+        await daemon.stop()
+        await runner.cleanup()

@@ -7,7 +7,7 @@ from alertd.config import MAX_LINK_TTL
 from alertd.model import Attempt, DeliveryState, Event, Severity, new_event_id
 from alertd.scheduler import LINK_ID_GRACE_S, RETENTION_BATCH, Scheduler
 from alertd.store import AttemptRecord, NewEvent, Store
-from alertd.store.incident_ops import claim_token
+from alertd.store.incident_ops import approve, claim_token
 from alertd.store.ops import audit
 
 DAY = 86400.0
@@ -89,3 +89,14 @@ async def test_used_link_ids_are_kept_as_long_as_a_link_can_live_then_purged(sto
     assert sorted(r[0] for r in await store.read._all("SELECT jti FROM used_tokens")) == ["edge", "now", "young"]
     # a kept id still refuses a second use
     assert not await store.writer.submit(lambda c: claim_token(c, "young", now))
+
+
+async def test_an_approval_whose_event_is_gone_changes_nothing_and_leaves_the_link_unspent(store):
+    now = time.time()
+    await store.writer.submit(lambda c: c.execute(
+        "INSERT INTO action_requests (id, event_id, action, label, state, created_at) "
+        "VALUES (1, 'evt_gone', 'restart-api', 'Restart API', 'pending', ?)", (now,)))
+    result = await store.writer.submit(lambda c: approve(c, 1, "link:j1", "j1", None, store.ids, now))
+    assert result.outcome == "gone"
+    assert (await store.read._all("SELECT state FROM action_requests"))[0][0] == "pending"
+    assert await count(store, "used_tokens") == 0
