@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import heapq
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -161,9 +162,14 @@ class Dispatcher:
         self.clock = clock
         self.lanes = {name: Lane(channel, self) for name, channel in channels.items()}
         self._retiring: list[Lane] = []  # lanes of removed channels whose attempts are still out
-        self.held: set[int] = set()  # delivery ids in memory, in flight, or awaiting their record's commit
-        self.overflow = True  # the store may hold work memory does not: true until a refill proves otherwise
-        self._turned_away = 0  # offers refused for want of room; a refill that ran meanwhile must not clear `overflow`
+        # delivery id → its channel, for what is in memory, in flight, or awaiting its record's commit
+        self.held: dict[int, str] = {}
+        self._held_by_channel: Counter[str] = Counter()
+        # channels whose open work the store may hold and memory does not: all, until a refill counts
+        self._overflowing: set[str] = set(self.lanes)
+        self.overflow = True  # any channel overflowing (or not counted yet)
+        # offers refused for want of room, per channel: a refill that ran meanwhile must not clear its overflow
+        self._turned_away: Counter[str] = Counter()
         self.stopping = False
         self.metrics: MetricHooks = NO_METRICS
         self.idle = asyncio.Event()
@@ -193,14 +199,26 @@ class Dispatcher:
                 self._hold(job)  # no lane now: recorded dead with the reason, replayable later
             self._retiring.append(lane)  # its attempts in flight still count, and a drain waits for them
 
+    def share(self) -> int:
+        """What one channel may hold: an equal part of the window. One channel's backlog (a storm on a
+        rate-limited channel, retries against a receiver that is down) never takes the room another needs."""
+        return max(1, self.window // max(1, len(self.lanes)))
+
+    def _room(self, channel: str) -> int:
+        return self.share() - self._held_by_channel[channel]
+
     def offer(self, jobs: Iterable[Job]) -> None:
-        """Hot path from ingest: committed deliveries go straight into memory while the window has room."""
+        """Hot path from ingest: committed deliveries go straight into memory while their channel has room."""
         for job in jobs:
-            if job.delivery.id in self.held:  # a refill took it already: a second copy would be sent twice
+            delivery = job.delivery
+            if delivery.id in self.held:  # a refill took it already: a second copy would be sent twice
                 continue
-            if len(self.held) >= self.window:
+            room = self._room(delivery.channel)
+            # critical work may overrun its channel's share (up to twice it): it goes first whatever the backlog
+            if room <= 0 and (delivery.severity is not Severity.CRITICAL or room <= -self.share()):
+                self._overflowing.add(delivery.channel)
                 self.overflow = True
-                self._turned_away += 1
+                self._turned_away[delivery.channel] += 1
                 continue
             self._hold(job)
 
@@ -215,51 +233,73 @@ class Dispatcher:
         finally:
             self._refilling.remove(released)
         if taken < len(ids):  # no room (or taken already): the store keeps the rest for a refill
+            self._overflowing.update(self.lanes)
             self.overflow = True
             self._refill_wake.set()
         return taken
 
     def _hold(self, job: Job) -> None:
-        lane = self.lanes.get(job.delivery.channel)
-        self.held.add(job.delivery.id)
+        channel = job.delivery.channel
+        lane = self.lanes.get(channel)
+        if job.delivery.id not in self.held:  # a retry goes back into its lane still held
+            self.held[job.delivery.id] = channel
+            self._held_by_channel[channel] += 1
         if lane is None:
             asyncio.get_running_loop().create_task(self._unknown_channel(job))
             return
         lane.push(job)
 
     def release(self, delivery_id: int) -> None:
-        self.held.discard(delivery_id)
+        channel = self.held.pop(delivery_id, None)
+        if channel is not None:
+            self._held_by_channel[channel] -= 1
+            if self._held_by_channel[channel] <= 0:
+                del self._held_by_channel[channel]
         for released in self._refilling:
             released.add(delivery_id)
-        if self.overflow and len(self.held) < self.window // 2:
+        if channel in self._overflowing and self._room(channel) >= self.share() // 2:
             self._refill_wake.set()
 
     async def refill(self) -> int:
         """Loads open work the window does not hold yet: due work most urgent first, then what is
         due soonest. Returns how many deliveries it took into memory."""
-        if self.stopping or self.window - len(self.held) <= 0:
+        if self.stopping:
             return 0
         # A delivery that finishes while the reads below are in flight is released from `held`, yet the
         # reads' snapshot may still show it open: it must not be taken again (it would be sent twice).
         released: set[int] = set()
         self._refilling.append(released)
-        turned_away = self._turned_away
+        turned_away = self._turned_away.copy()
         try:
             now = self.clock()
-            room = self.window - len(self.held)
-            due = [i for i in await self.store.read.due_ids(now, self.window) if i not in self.held][:room]
+            # a channel without room is left out of the reads: its rows would fill them and be skipped
+            full = sorted(c for c in self._known_channels() if self._room(c) <= 0)
+            due = [i for i in await self.store.read.due_ids(now, self.window, full) if i not in self.held]
             taken = await self._take(await self.store.read.deliveries_by_id(due), released)
-            if self.window - len(self.held) > 0:
-                taken += await self._take(await self.store.read.upcoming_deliveries(now, self.window), released)
-            counts = await self.store.read.open_counts(now)
+            full = sorted(c for c in self._known_channels() if self._room(c) <= 0)
+            taken += await self._take(await self.store.read.upcoming_deliveries(now, self.window, full), released)
+            counts = await self.store.read.open_by_channel()
         finally:
             self._refilling.remove(released)
-        # the count may predate an offer refused while the reads were in flight: that one is not in memory
-        self.overflow = counts["open"] > len(self.held) or self._turned_away != turned_away
+        # a count may predate an offer refused while the reads were in flight: that one is not in memory
+        self._overflowing = {c for c, n in counts.items() if n > self._held_by_channel[c]}
+        self._overflowing.update(c for c, n in self._turned_away.items() if n != turned_away[c])
+        self.overflow = bool(self._overflowing)
         return taken
 
+    def _known_channels(self) -> set[str]:
+        return {*self.lanes, *self._held_by_channel}
+
     async def _take(self, rows: list[Delivery], released: set[int]) -> int:
-        fresh = [d for d in rows if d.id not in self.held and d.id not in released][: self.window - len(self.held)]
+        room: dict[str, int] = {}
+        fresh = []
+        for d in rows:  # most urgent first: each channel takes what fits its share
+            if d.id in self.held or d.id in released:
+                continue
+            left = room[d.channel] if d.channel in room else self._room(d.channel)
+            if left > 0:
+                fresh.append(d)
+            room[d.channel] = left - 1
         if not fresh:
             return 0
         events = await self.store.read.events_by_id(list({d.event_id for d in fresh}))
@@ -277,13 +317,20 @@ class Dispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._refill_wake.wait(), timeout)
             self._refill_wake.clear()
-            # A refill reads up to `window` rows: only worth it when a tenth of the window is free.
-            if self.window - len(self.held) < max(1, self.window // 10):
+            if not self._worth_refilling():
                 continue
             try:
                 await self.refill()
             except Exception:
                 log.exception("refill_failed")
+
+    def _worth_refilling(self) -> bool:
+        """A refill reads up to `window` rows: worth it when an overflowing channel has a tenth of its share
+        free, or (the periodic pass, when none is known to overflow) a tenth of the window is."""
+        if self._overflowing:
+            least = max(1, self.share() // 10)
+            return any(self._room(c) >= least for c in self._overflowing)
+        return self.window - len(self.held) >= max(1, self.window // 10)
 
     async def attempt(self, lane: Lane, job: Job) -> None:
         delivery, channel = job.delivery, lane.channel

@@ -242,11 +242,11 @@ async def test_a_delivery_released_while_a_refill_reads_is_not_taken_again(store
     events = await ingest(store, None, ("a",), count=1)
     [delivery] = await store.read.deliveries_for_event(events[0].id)
     dispatcher = Dispatcher(store, {"a": FakeChannel("a")}, FAST, window=100)
-    dispatcher.held.add(delivery.id)  # in flight: its attempt's record is committing
+    dispatcher.held[delivery.id] = "a"  # in flight: its attempt's record is committing
     real_read = store.read.due_ids
 
-    async def read_while_it_finishes(now: float, limit: int) -> list:
-        rows = await real_read(now, limit)  # the snapshot still shows it pending
+    async def read_while_it_finishes(now: float, limit: int, skip_channels=()) -> list:
+        rows = await real_read(now, limit, skip_channels)  # the snapshot still shows it pending
         dispatcher.release(delivery.id)  # ...and its record commits meanwhile
         return rows
 
@@ -256,3 +256,49 @@ async def test_a_delivery_released_while_a_refill_reads_is_not_taken_again(store
     finally:
         store.read.due_ids = real_read
     assert delivery.id not in dispatcher.held
+
+
+# ---- one channel's backlog never holds up another's (each channel holds at most its share of the window) ----
+
+SLOW_RETRY = RetryPolicy(max_attempts=5, base_s=60, cap_s=600)
+
+
+async def test_a_channel_whose_receiver_is_down_does_not_hold_up_a_critical_to_another(store):
+    # its retries waiting out their backoff used to fill the whole window: the critical stayed pending for as
+    # long as they did (tens of minutes at the default backoff)
+    def down(message):
+        raise RetryableError("HTTP 503", status=503)
+
+    failing, quick = FakeChannel("failing", down, concurrency=8), FakeChannel("quick")
+    dispatcher = Dispatcher(store, {"failing": failing, "quick": quick}, SLOW_RETRY, window=100)
+    await dispatcher.start()
+    await ingest(store, dispatcher, ("failing",), count=100)
+    [critical] = await ingest(store, dispatcher, ("quick",), Severity.CRITICAL)
+    await settle(store, critical, {DeliveryState.DELIVERED}, timeout=2.0)
+    assert dispatcher._held_by_channel["failing"] <= dispatcher.share() == 50
+    await dispatcher.drain(0.05)
+
+
+async def test_a_storm_on_a_rate_limited_channel_does_not_hold_up_another(store):
+    # the refill slept its 30 s safety interval before loading the critical the full window turned away
+    slack, pager = FakeChannel("slack", rate="1/s"), FakeChannel("pager")
+    dispatcher = Dispatcher(store, {"slack": slack, "pager": pager}, SLOW_RETRY, window=100)
+    await dispatcher.start()
+    await ingest(store, dispatcher, ("slack",), count=150)
+    [critical] = await ingest(store, dispatcher, ("pager",), Severity.CRITICAL)
+    await settle(store, critical, {DeliveryState.DELIVERED}, timeout=2.0)
+    assert len(slack.sent) <= 3
+    await dispatcher.drain(0.05)
+
+
+async def test_a_critical_overruns_its_own_full_share_and_goes_first(store):
+    slow = FakeChannel("slow", rate="2/s", concurrency=1)
+    dispatcher = Dispatcher(store, {"slow": slow}, SLOW_RETRY, window=100)
+    await dispatcher.start()
+    await ingest(store, dispatcher, ("slow",), count=150)  # 100 in memory, 50 left in the store
+    assert len(dispatcher.held) == 100 and dispatcher.overflow
+    [critical] = await ingest(store, dispatcher, ("slow",), Severity.CRITICAL)
+    assert len(dispatcher.held) == 101  # admitted past the share: critical goes first whatever the backlog
+    await settle(store, critical, {DeliveryState.DELIVERED}, timeout=3.0)
+    assert len(slow.sent) <= 4
+    await dispatcher.drain(0.05)

@@ -116,19 +116,19 @@ async def test_close_commits_a_job_queued_while_the_writer_checkpoints(tmp_path,
 
 async def test_an_offer_turned_away_during_a_refill_keeps_the_overflow_flag(store):
     dispatcher = Dispatcher(store, {"a": FakeChannel("a")}, FAST, window=1)  # not started: nothing is consumed
-    first = Event(new_event_id(), "x.y", Severity.CRITICAL, {}, time.time())
+    first = Event(new_event_id(), "x.y", Severity.ERROR, {}, time.time())
     await store.insert_events([NewEvent(first, ("a",))])  # in the store, not yet in memory
-    counts = store.read.open_counts
+    counts = store.read.open_by_channel
 
-    async def counts_then_a_late_event(now: float) -> dict[str, int]:
-        found = await counts(now)
-        # a producer's event commits after the count was read and is offered while the window is full
-        late = Event(new_event_id(), "x.y", Severity.CRITICAL, {}, time.time())
+    async def counts_then_a_late_event() -> dict[str, int]:
+        found = await counts()
+        # a producer's event commits after the count was read and is offered while the channel is full
+        late = Event(new_event_id(), "x.y", Severity.ERROR, {}, time.time())
         [stored] = await store.insert_events([NewEvent(late, ("a",))])
         dispatcher.offer(Job(d, late) for d in stored.deliveries)
         return found
 
-    store.read.open_counts = counts_then_a_late_event  # type: ignore[method-assign]
+    store.read.open_by_channel = counts_then_a_late_event  # type: ignore[method-assign]
     await dispatcher.refill()
     assert len(dispatcher.held) == 1
     # the store holds work memory does not: a False here waits for the 30 s safety refill
