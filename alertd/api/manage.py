@@ -70,8 +70,8 @@ def _shown(config: ChannelConfig, key: str, value: Any) -> Any:
         values = value if isinstance(value, list) else [value]
         masked = [_shown_one(v) for v in values]
         return masked if isinstance(value, list) else masked[0]
-    if key == "url" and isinstance(value, str):
-        return redact_url(value)
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        return redact_url(value)  # any URL-valued key (`url`, `api_base`): no userinfo, no query shown
     return value
 
 

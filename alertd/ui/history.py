@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import orjson
 from aiohttp import web
@@ -87,7 +87,7 @@ async def event(page: Page) -> web.StreamResponse:
 @signed_in
 async def replay(page: Page) -> web.StreamResponse:
     event_id = page.request.match_info["id"][:64]
-    back = f"/ui/events/{event_id}"
+    back = f"/ui/events/{quote(event_id, safe='')}"  # the path's own id: escaped before it is a Location
     try:
         replayed = await page.runtime.replayer.replay_event(event_id, None)
     except ReplayError as exc:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+import re
 import secrets
 
 import structlog
 from aiohttp import web
 
 from alertd.ui.sessions import same_token
-from alertd.ui.web import COOKIE, SIGNIN_COOKIE, UI, Page, redirect, safe_next, signed_in
+from alertd.ui.web import COOKIE, SIGNIN_COOKIE, UI, Page, read_form, redirect, safe_next, signed_in
+
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]+")  # the alphabet of secrets.token_urlsafe
 
 log = structlog.get_logger("alertd.ui")
 MAX_KEY_CHARS = 512
@@ -26,7 +29,7 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 def _form(request: web.Request, target: str, *, error: str = "", status: int = 200) -> web.Response:
     ui = request.app[UI]
     token = request.cookies.get(SIGNIN_COOKIE) or ""
-    if not 20 <= len(token) <= 100:
+    if not (20 <= len(token) <= 100 and _TOKEN_RE.fullmatch(token)):  # only what token_urlsafe makes
         token = secrets.token_urlsafe(32)
     response = ui.render(request, "login.html", status=status, signin_token=token, next=target, error=error,
                          active="login")
@@ -36,7 +39,9 @@ def _form(request: web.Request, target: str, *, error: str = "", status: int = 2
 
 async def login(request: web.Request) -> web.StreamResponse:
     ui = request.app[UI]
-    form = await request.post()
+    form = await read_form(request)
+    if form is None:
+        return _form(request, "/ui", status=400, error="The sign-in form could not be read. Try again.")
     target = safe_next(form.get("next"))
     presented = form.get("signin_token")
     if not same_token(request.cookies.get(SIGNIN_COOKIE) or "", presented if isinstance(presented, str) else None):

@@ -18,6 +18,7 @@ from urllib.parse import quote
 import jinja2
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 from multidict import MultiDict
 
@@ -53,11 +54,22 @@ def admin_key(runtime: Runtime, sha256: str) -> ApiKey | None:
 
 
 def safe_next(value: object) -> str:
-    """Where to go after signing in: only a path inside the UI, never another site."""
+    """Where to go after signing in: only a path inside the UI, never another site, and only printable
+    ASCII (a control character in a Location header makes aiohttp drop the connection instead)."""
     if (not isinstance(value, str) or not value.startswith("/ui") or len(value) > 1000
-            or any(c in value for c in "\\\r\n\t") or value.startswith(("/ui//", "/ui/\\"))):
+            or not (value.isascii() and value.isprintable()) or "\\" in value or value.startswith("/ui//")):
         return "/ui"
     return value
+
+
+async def read_form(request: web.Request) -> MultiDict[str] | None:
+    """The posted text fields, or None for a body that is not a readable form (a broken multipart, an
+    unknown charset, bytes that are not text): the caller answers 400 instead of raising a 500."""
+    try:
+        data = await request.post()
+    except (ValueError, LookupError, HttpProcessingError):
+        return None
+    return MultiDict((k, v) for k, v in data.items() if isinstance(v, str))
 
 
 def redirect(location: str) -> web.Response:
@@ -191,9 +203,8 @@ class Page:
         return redirect(location)
 
     async def form(self) -> MultiDict[str]:
-        """The posted fields (text only: the UI has no uploads)."""
-        data = await self.request.post()
-        return MultiDict((k, v) for k, v in data.items() if isinstance(v, str))
+        """The posted fields (text only: the UI has no uploads); read and checked by the page wrapper first."""
+        return await read_form(self.request) or MultiDict()
 
 
 PageHandler = Callable[[Page], Awaitable[web.StreamResponse]]
@@ -210,7 +221,10 @@ def signed_in(handler: PageHandler) -> Handler:
                 return redirect("/ui/login?next=" + quote(safe_next(request.path_qs), safe="/"))
             return ui.error(request, 403, "Signed out", "Your session has ended. Sign in again, then retry.")
         if request.method == "POST":
-            form = await request.post()
+            form = await read_form(request)
+            if form is None:
+                return ui.error(request, 400, "Form refused", "This form could not be read. Reload the page and "
+                                "try again.", session)
             presented = form.get("csrf")
             if not session.csrf_ok(presented if isinstance(presented, str) else None):
                 return ui.error(request, 403, "Form refused", "This form did not carry this session's token "

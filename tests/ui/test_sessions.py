@@ -133,6 +133,8 @@ def test_the_throttle_forgets_addresses_rather_than_grow_without_bound(clock):
     ("/v1/admin/keys", "/ui"),
     ("/ui/x\r\nSet-Cookie: a=b", "/ui"),
     (None, "/ui"),
+    # a control character in a Location header made aiohttp drop the connection, the session cookie with it
+    ("/ui\x0b", "/ui"), ("/ui\x00x", "/ui"), ("/ui\x7f", "/ui"), ("/ui/é", "/ui"),
 ])
 def test_after_sign_in_only_a_ui_path_is_followed(value, expected):
     assert safe_next(value) == expected
