@@ -25,6 +25,7 @@ from alertd.store import AttemptRecord, Store
 
 log = structlog.get_logger("alertd.dispatch")
 SAFETY_REFILL_S = 30.0
+MIN_SHARE = 16  # with very many channels, each still holds this many: a share of 1 would refill per delivery
 OVERFLOW_REFILL_S = 1.0
 
 
@@ -200,9 +201,10 @@ class Dispatcher:
             self._retiring.append(lane)  # its attempts in flight still count, and a drain waits for them
 
     def share(self) -> int:
-        """What one channel may hold: an equal part of the window. One channel's backlog (a storm on a
-        rate-limited channel, retries against a receiver that is down) never takes the room another needs."""
-        return max(1, self.window // max(1, len(self.lanes)))
+        """What one channel may hold: an equal part of the window (at least MIN_SHARE). One channel's backlog
+        (a storm on a rate-limited channel, retries against a receiver that is down) never takes the room
+        another needs."""
+        return max(MIN_SHARE, self.window // max(1, len(self.lanes)))
 
     def _room(self, channel: str) -> int:
         return self.share() - self._held_by_channel[channel]
@@ -231,12 +233,16 @@ class Dispatcher:
         try:
             taken = await self._take(await self.store.read.deliveries_by_id(ids), released)
         finally:
-            self._refilling.remove(released)
+            self._stop_tracking(released)
         if taken < len(ids):  # no room (or taken already): the store keeps the rest for a refill
             self._overflowing.update(self.lanes)
             self.overflow = True
             self._refill_wake.set()
         return taken
+
+    def _stop_tracking(self, released: set[int]) -> None:
+        # by identity: two reads in flight at once (a retry's and a refill's) may hold equal sets
+        self._refilling = [r for r in self._refilling if r is not released]
 
     def _hold(self, job: Job) -> None:
         channel = job.delivery.channel
@@ -270,25 +276,30 @@ class Dispatcher:
         released: set[int] = set()
         self._refilling.append(released)
         turned_away = self._turned_away.copy()
+        taken = 0
         try:
             now = self.clock()
-            # a channel without room is left out of the reads: its rows would fill them and be skipped
-            full = sorted(c for c in self._known_channels() if self._room(c) <= 0)
-            due = [i for i in await self.store.read.due_ids(now, self.window, full) if i not in self.held]
-            taken = await self._take(await self.store.read.deliveries_by_id(due), released)
-            full = sorted(c for c in self._known_channels() if self._room(c) <= 0)
-            taken += await self._take(await self.store.read.upcoming_deliveries(now, self.window, full), released)
             counts = await self.store.read.open_by_channel()
+            # channel by channel, each up to its share: one channel's backlog cannot crowd out another's rows
+            for channel, open_count in counts.items():
+                room, holding = self._room(channel), self._held_by_channel[channel]
+                if room <= 0 or open_count <= holding:
+                    continue
+                # its most urgent rows come first, and memory holds those already: read past them
+                due = await self.store.read.due_ids(now, holding + room, channel)
+                taken += await self._take(await self.store.read.deliveries_by_id(
+                    [i for i in due if i not in self.held][:room]), released)
+                room, holding = self._room(channel), self._held_by_channel[channel]
+                if room > 0 and open_count > holding:
+                    taken += await self._take(
+                        await self.store.read.upcoming_deliveries(now, holding + room, channel), released)
         finally:
-            self._refilling.remove(released)
+            self._stop_tracking(released)
         # a count may predate an offer refused while the reads were in flight: that one is not in memory
         self._overflowing = {c for c, n in counts.items() if n > self._held_by_channel[c]}
         self._overflowing.update(c for c, n in self._turned_away.items() if n != turned_away[c])
         self.overflow = bool(self._overflowing)
         return taken
-
-    def _known_channels(self) -> set[str]:
-        return {*self.lanes, *self._held_by_channel}
 
     async def _take(self, rows: list[Delivery], released: set[int]) -> int:
         room: dict[str, int] = {}
@@ -314,23 +325,24 @@ class Dispatcher:
     async def _refill_loop(self) -> None:
         while not self.stopping:
             timeout = OVERFLOW_REFILL_S if self.overflow else SAFETY_REFILL_S
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._refill_wake.wait(), timeout)
+            except TimeoutError:
+                pass  # the timer's pass always reads: it catches what no wake announced (a record that failed)
+            else:
+                if not self._worth_refilling():
+                    self._refill_wake.clear()
+                    continue
             self._refill_wake.clear()
-            if not self._worth_refilling():
-                continue
             try:
                 await self.refill()
             except Exception:
                 log.exception("refill_failed")
 
     def _worth_refilling(self) -> bool:
-        """A refill reads up to `window` rows: worth it when an overflowing channel has a tenth of its share
-        free, or (the periodic pass, when none is known to overflow) a tenth of the window is."""
-        if self._overflowing:
-            least = max(1, self.share() // 10)
-            return any(self._room(c) >= least for c in self._overflowing)
-        return self.window - len(self.held) >= max(1, self.window // 10)
+        """Whether a wake is worth a refill: an overflowing channel has a tenth of its share free."""
+        least = max(1, self.share() // 10)
+        return any(self._room(c) >= least for c in self._overflowing)
 
     async def attempt(self, lane: Lane, job: Job) -> None:
         delivery, channel = job.delivery, lane.channel
@@ -362,6 +374,10 @@ class Dispatcher:
 
     def _settled(self, future: asyncio.Future[list[Delivery]], delivery_id: int, event: Event) -> None:
         _consume(future)
+        channel = self.held.get(delivery_id)
+        if channel is not None and (future.cancelled() or future.exception() is not None):
+            self._overflowing.add(channel)  # its record did not commit: still open in the store, to load again
+            self.overflow = True
         self.release(delivery_id)
         if not future.cancelled() and future.exception() is None:
             self.offer(Job(d, event) for d in future.result())  # the fallback, committed with the dead record

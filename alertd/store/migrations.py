@@ -190,6 +190,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE keys ADD COLUMN rate TEXT;
     """,
+    # 5: the dispatcher refills each channel up to its share of the window: open work by channel
+    """
+    CREATE INDEX deliveries_channel_due ON deliveries(channel, severity DESC, next_attempt_at, id)
+        WHERE state IN ('pending', 'retrying');
+    """,
 )
 
 LATEST = len(MIGRATIONS)

@@ -19,13 +19,6 @@ _DELIVERY_COLUMNS = ("d.id, d.event_id, d.channel, d.severity, d.state, d.attemp
 _EVENT_COLUMNS = "id, name, severity, payload, created_at, source, idempotency_key"
 
 
-def _not_in(column: str, values: Sequence[str]) -> tuple[str, tuple[str, ...]]:
-    """` AND column NOT IN (?, …)` and its parameters; nothing for no values."""
-    if not values:
-        return "", ()
-    return f" AND {column} NOT IN ({','.join('?' * len(values))})", tuple(values)
-
-
 def delivery_from_row(row: Sequence[Any]) -> Delivery:
     return Delivery(id=row[0], event_id=row[1], channel=row[2], severity=Severity(row[3]),
                     state=DeliveryState(row[4]), attempts=row[5], next_attempt_at=row[6], created_at=row[7],
@@ -88,14 +81,12 @@ class Reader:
         async with self.conn.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
 
-    async def due_ids(self, now: float, limit: int, skip_channels: Sequence[str] = ()) -> list[int]:
-        """The ids of due work, most urgent first: cheap to read past what memory already holds.
-        `skip_channels`: channels that have no room for more (their rows would only crowd out the others')."""
-        skip, params = _not_in("d.channel", skip_channels)
+    async def due_ids(self, now: float, limit: int, channel: str) -> list[int]:
+        """The ids of a channel's due work, most urgent first: cheap to read past what memory already holds."""
         rows = await self._all(
-            "SELECT d.id FROM deliveries d INDEXED BY deliveries_due "
-            f"WHERE d.state IN ('pending', 'retrying') AND d.next_attempt_at <= ?{skip} "
-            "ORDER BY d.severity DESC, d.next_attempt_at, d.id LIMIT ?", (now, *params, limit))
+            "SELECT d.id FROM deliveries d INDEXED BY deliveries_channel_due "
+            "WHERE d.state IN ('pending', 'retrying') AND d.channel = ? AND d.next_attempt_at <= ? "
+            "ORDER BY d.severity DESC, d.next_attempt_at, d.id LIMIT ?", (channel, now, limit))
         return [r[0] for r in rows]
 
     async def deliveries_by_id(self, ids: Sequence[int]) -> list[Delivery]:
@@ -115,19 +106,18 @@ class Reader:
             "ORDER BY d.severity DESC, d.next_attempt_at, d.id LIMIT ?", (now, limit))
         return [delivery_from_row(r) for r in rows]
 
-    async def upcoming_deliveries(self, now: float, limit: int, skip_channels: Sequence[str] = ()) -> list[Delivery]:
-        """Open work not yet due (retries waiting out their backoff), soonest first."""
-        skip, params = _not_in("d.channel", skip_channels)
+    async def upcoming_deliveries(self, now: float, limit: int, channel: str) -> list[Delivery]:
+        """A channel's open work not yet due (retries waiting out their backoff), soonest first."""
         rows = await self._all(
-            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d "
-            f"WHERE d.state IN ('pending', 'retrying') AND d.next_attempt_at > ?{skip} "
-            "ORDER BY d.next_attempt_at, d.id LIMIT ?", (now, *params, limit))
+            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d INDEXED BY deliveries_channel_due "
+            "WHERE d.state IN ('pending', 'retrying') AND d.channel = ? AND d.next_attempt_at > ? "
+            "ORDER BY d.next_attempt_at, d.id LIMIT ?", (channel, now, limit))
         return [delivery_from_row(r) for r in rows]
 
     async def open_by_channel(self) -> dict[str, int]:
         """Open deliveries (due or not) per channel."""
-        rows = await self._all("SELECT channel, count(*) FROM deliveries WHERE state IN ('pending', 'retrying') "
-                               "GROUP BY channel")
+        rows = await self._all("SELECT channel, count(*) FROM deliveries INDEXED BY deliveries_channel_due "
+                               "WHERE state IN ('pending', 'retrying') GROUP BY channel")
         return {row[0]: row[1] for row in rows}
 
     async def open_counts(self, now: float) -> dict[str, int]:

@@ -4,11 +4,12 @@ from collections.abc import Callable
 
 import pytest
 
+from alertd import dispatch
 from alertd.channels.base import BaseChannel, ChannelConfig, Outcome, PermanentError, RetryableError
 from alertd.dispatch import Dispatcher, Job
-from alertd.model import DeliveryState, Event, Message, Severity, new_event_id
+from alertd.model import Attempt, DeliveryState, Event, Message, Severity, new_event_id
 from alertd.retry import RetryPolicy
-from alertd.store import NewEvent, Store
+from alertd.store import AttemptRecord, NewEvent, Store
 
 Behaviour = Callable[[Message], Outcome]
 
@@ -245,8 +246,8 @@ async def test_a_delivery_released_while_a_refill_reads_is_not_taken_again(store
     dispatcher.held[delivery.id] = "a"  # in flight: its attempt's record is committing
     real_read = store.read.due_ids
 
-    async def read_while_it_finishes(now: float, limit: int, skip_channels=()) -> list:
-        rows = await real_read(now, limit, skip_channels)  # the snapshot still shows it pending
+    async def read_while_it_finishes(now: float, limit: int, channel: str) -> list:
+        rows = await real_read(now, limit, channel)  # the snapshot still shows it pending
         dispatcher.release(delivery.id)  # ...and its record commits meanwhile
         return rows
 
@@ -301,4 +302,46 @@ async def test_a_critical_overruns_its_own_full_share_and_goes_first(store):
     assert len(dispatcher.held) == 101  # admitted past the share: critical goes first whatever the backlog
     await settle(store, critical, {DeliveryState.DELIVERED}, timeout=3.0)
     assert len(slow.sent) <= 4
+    await dispatcher.drain(0.05)
+
+
+async def test_a_channel_with_a_little_room_and_an_older_backlog_does_not_crowd_out_another(store):
+    # one global read of the most urgent rows was all the older channel's (the ones it held, and the ones it
+    # had no room for): the other channel, its whole share free, was never loaded
+    dispatcher = Dispatcher(store, {"a": FakeChannel("a"), "b": FakeChannel("b")}, FAST, window=100)  # not started
+    await ingest(store, None, ("a",), count=300)
+    await ingest(store, None, ("b",), count=10)
+    await dispatcher.refill()
+    for _ in range(3):  # `a` sends one between refills, like a rate-limited lane
+        sent = next(i for i, c in dispatcher.held.items() if c == "a")
+        await store.record_attempt(AttemptRecord(Attempt(sent, 1, time.time(), 1.0, "delivered", 200, None),
+                                                 DeliveryState.DELIVERED, time.time()))
+        dispatcher.release(sent)
+        await dispatcher.refill()
+    assert dispatcher._held_by_channel == {"a": 50, "b": 10}
+
+
+async def test_a_record_that_failed_is_loaded_again_while_another_channel_stays_full(store, monkeypatch):
+    # the timer's pass was skipped while an overflowing channel had no room: the failed record's delivery,
+    # open in the store, was never tried again
+    monkeypatch.setattr(dispatch, "SAFETY_REFILL_S", 0.2)
+    monkeypatch.setattr(dispatch, "OVERFLOW_REFILL_S", 0.1)
+    hanging, quick = FakeChannel("a", delay=1000), FakeChannel("b")
+    dispatcher = Dispatcher(store, {"a": hanging, "b": quick}, SLOW_RETRY, window=100)
+    real, failed = store.record_attempt, []
+
+    def fails_once(record, fallback=None):
+        if not failed:
+            failed.append(record.attempt.delivery_id)
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(OSError("disk full"))
+            return future
+        return real(record, fallback)
+
+    monkeypatch.setattr(store, "record_attempt", fails_once)
+    await dispatcher.start()
+    await ingest(store, dispatcher, ("a",), count=60)  # a: its share held (hanging), 10 turned away
+    [event] = await ingest(store, dispatcher, ("b",))
+    await settle(store, event, {DeliveryState.DELIVERED}, timeout=3.0)
+    assert len(quick.sent) == 2 and failed
     await dispatcher.drain(0.05)

@@ -115,22 +115,22 @@ async def test_close_commits_a_job_queued_while_the_writer_checkpoints(tmp_path,
 # ---- dispatch.py --------------------------------------------------------------------------------
 
 async def test_an_offer_turned_away_during_a_refill_keeps_the_overflow_flag(store):
-    dispatcher = Dispatcher(store, {"a": FakeChannel("a")}, FAST, window=1)  # not started: nothing is consumed
-    first = Event(new_event_id(), "x.y", Severity.ERROR, {}, time.time())
-    await store.insert_events([NewEvent(first, ("a",))])  # in the store, not yet in memory
+    dispatcher = Dispatcher(store, {"a": FakeChannel("a")}, FAST, window=16)  # not started: nothing is consumed
+    assert dispatcher.share() == 16
     counts = store.read.open_by_channel
 
-    async def counts_then_a_late_event() -> dict[str, int]:
+    async def counts_then_late_events() -> dict[str, int]:
         found = await counts()
-        # a producer's event commits after the count was read and is offered while the channel is full
-        late = Event(new_event_id(), "x.y", Severity.ERROR, {}, time.time())
-        [stored] = await store.insert_events([NewEvent(late, ("a",))])
-        dispatcher.offer(Job(d, late) for d in stored.deliveries)
+        # producers' events commit after the count was read: 16 fill the channel's share, the 17th is turned away
+        late = [Event(new_event_id(), "x.y", Severity.ERROR, {}, time.time()) for _ in range(17)]
+        results = await store.insert_events([NewEvent(e, ("a",)) for e in late])
+        for stored, event in zip(results, late, strict=True):
+            dispatcher.offer(Job(d, event) for d in stored.deliveries)
         return found
 
-    store.read.open_by_channel = counts_then_a_late_event  # type: ignore[method-assign]
+    store.read.open_by_channel = counts_then_late_events  # type: ignore[method-assign]
     await dispatcher.refill()
-    assert len(dispatcher.held) == 1
+    assert len(dispatcher.held) == 16
     # the store holds work memory does not: a False here waits for the 30 s safety refill
     assert dispatcher.overflow
 
