@@ -150,7 +150,11 @@ class Metrics(MetricHooks):
             series.dead.inc()
 
     def dead_unconfigured(self, channel: str) -> None:
-        self._series(channel, UNKNOWN_TYPE).dead.inc()
+        # its failed attempt row is written too: count it, so delivered + failed stays the number of attempts
+        series = self._series(channel, UNKNOWN_TYPE)
+        series.attempts.inc()
+        series.failed.inc()
+        series.dead.inc()
 
     def ingest_finished(self, seconds: float) -> None:
         self.ingest_seconds.observe(seconds)

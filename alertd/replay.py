@@ -49,18 +49,23 @@ class Replayer:
         return Replayed(event.id, created)
 
     async def replay_deliveries(self, delivery_ids: Sequence[int]) -> list[Delivery]:
-        """Each delivery again, to its own channel. Unknown ids are refused before anything is made."""
+        """Each delivery again, to its own channel, all committed together or none: unknown ids, and
+        deliveries to a channel no longer configured, are refused before anything is made."""
         originals = []
         for delivery_id in dict.fromkeys(delivery_ids):
             found = await self.store.read.delivery(delivery_id)
             if found is None:
                 raise ReplayError(404, "not_found", f"no delivery {delivery_id}", "ids")
+            if found.channel not in self.live.snapshot.channels:
+                raise ReplayError(400, "unknown_channel", f"delivery {delivery_id} went to {found.channel[:60]!r}, "
+                                  "which is no longer configured", "ids")
             originals.append(found)
         events = await self.store.read.events_by_id(list({d.event_id for d in originals}))
+        # one transaction: a 503 (the store could not commit) then means that nothing was made, nor sent
+        made = await self.store.add_deliveries_for(
+            [(events[o.event_id], [(o.channel, o.id)]) for o in originals], Origin.REPLAY)
         created: list[Delivery] = []
-        for original in originals:
-            event = events[original.event_id]
-            made = await self.store.add_deliveries(event, [(original.channel, original.id)], Origin.REPLAY)
-            self.dispatcher.offer(Job(d, event) for d in made)
-            created.extend(made)
+        for original, deliveries in zip(originals, made, strict=True):
+            self.dispatcher.offer(Job(d, events[original.event_id]) for d in deliveries)
+            created.extend(deliveries)
         return created

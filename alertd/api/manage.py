@@ -265,17 +265,18 @@ async def retry_dead(request: web.Request) -> web.Response:
     body = await body_of(request, frozenset({"ids", "filter"}))
     if "ids" in body and "filter" in body:
         raise ApiError(400, "invalid_body", "give ids or filter, not both", "filter")
-    ids = await _dead_ids(runtime, body)
+    ids, more = await _dead_ids(runtime, body)
     if len(ids) > 1:
         confirm_destructive(request)
     reopened = await runtime.store.writer.submit(lambda c: ops.reopen_dead(c, ids, time.time()))
     await runtime.dispatcher.take(reopened)
-    return json_response({"retried": len(reopened), "ids": reopened}, status=202)
+    return json_response({"retried": len(reopened), "ids": reopened, "more": more}, status=202)
 
 
-async def _dead_ids(runtime: Runtime, body: dict[str, Any]) -> list[int]:
+async def _dead_ids(runtime: Runtime, body: dict[str, Any]) -> tuple[list[int], bool]:
+    """The ids to retry, and whether a filter matched more than one call retries (MAX_BULK)."""
     if "ids" in body:
-        return params.delivery_ids(body, 500)
+        return params.delivery_ids(body, 500), False
     spec = body.get("filter")
     if not isinstance(spec, dict):
         raise ApiError(400, "invalid_body", 'send {"ids": [...]} or {"filter": {"event", "channel", "since"}}')
@@ -285,7 +286,7 @@ async def _dead_ids(runtime: Runtime, body: dict[str, Any]) -> list[int]:
     query = {k: str(v) for k, v in spec.items()}
     found: list[int] = []
     cursor = None
-    while len(found) < MAX_BULK:
+    while len(found) <= MAX_BULK:  # one page past the cap tells whether more matched
         rows = await runtime.store.read.list_deliveries(DeliveryFilter(
             state=DeliveryState.DEAD, channel=query.get("channel"), pattern=params.pattern(query),
             since=params.instant(query, "since"), until=params.instant(query, "until"), cursor=cursor, limit=500))
@@ -293,7 +294,7 @@ async def _dead_ids(runtime: Runtime, body: dict[str, Any]) -> list[int]:
         if len(rows) < 500:
             break
         cursor = rows[-1][0].id
-    return found
+    return found[:MAX_BULK], len(found) > MAX_BULK
 
 
 # ---- catalog and reload -------------------------------------------------------------------------

@@ -101,6 +101,13 @@ class Store:
         now = time.time()
         return self.writer.submit(lambda conn: ops.add_deliveries(conn, event, targets, origin, self._ids, now))
 
+    def add_deliveries_for(self, items: Sequence[tuple[Event, Sequence[tuple[str, int | None]]]],
+                           origin: Origin) -> asyncio.Future[list[list[Delivery]]]:
+        """add_deliveries for several events in one write op, so in one transaction: all or none."""
+        now = time.time()
+        return self.writer.submit(lambda conn: [ops.add_deliveries(conn, event, targets, origin, self._ids, now)
+                                                for event, targets in items])
+
     def purge_idempotency(self) -> asyncio.Future[int]:
         now = time.time()
         return self.writer.submit(lambda conn: ops.purge_idempotency(conn, now))

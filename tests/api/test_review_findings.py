@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import orjson
 
+from alertd.api import manage
+from alertd.store import ops
 from tests.api.conftest import PRODUCER
 
 CONFIRM = {"X-Confirm-Destructive": "true"}
@@ -110,3 +113,76 @@ async def test_a_reload_that_tightens_allow_private_takes_effect_or_is_refused(h
     await hub.until(settled)
     _, event = await hub.call("GET", f"/v1/admin/events/{body['id']}")
     assert event["deliveries"][0]["state"] == "dead"  # 127.0.0.1 is no longer allowed
+
+
+async def _three_delivered(hub) -> None:  # type: ignore[no-untyped-def]
+    for i in range(3):
+        assert (await hub.call("POST", "/v1/events", {"event": "pr.run.failed", "payload": {"i": i}},
+                               key=PRODUCER))[0] == 202
+
+    async def delivered() -> bool:
+        return len(hub.received) == 3
+
+    await hub.until(delivered)
+
+
+async def test_a_bulk_replay_the_store_cannot_commit_makes_and_sends_nothing(hub, monkeypatch):
+    # each replayed delivery was committed on its own: the client got "503, nothing was changed" while the
+    # first ones were stored and sent, and sent again when it retried
+    await _three_delivered(hub)
+    real, calls = ops.add_deliveries, []
+
+    def fails_on_the_second(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 2:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ops, "add_deliveries", fails_on_the_second)
+    status, body = await hub.call("POST", "/v1/admin/deliveries/replay", {"ids": [1, 2, 3]})
+    assert status == 503 and body["error"]["code"] == "store_unavailable"
+    monkeypatch.setattr(ops, "add_deliveries", real)
+    await asyncio.sleep(0.3)
+    _, listed = await hub.call("GET", "/v1/admin/deliveries?limit=10")
+    assert len(listed["deliveries"]) == 3 and len(hub.received) == 3
+    status, body = await hub.call("POST", "/v1/admin/deliveries/replay", {"ids": [1, 2, 3]})
+    assert status == 202 and len(body["deliveries"]) == 3
+
+
+async def test_replaying_a_delivery_to_a_channel_no_longer_configured_is_refused(hub):
+    status, _ = await hub.call("POST", "/v1/admin/channels", {"name": "tmp", "type": "webhook",
+                                                              "url": f"{hub.receiver_url}/tmp"})
+    assert status == 201
+    status, body = await hub.call("POST", "/v1/admin/deliveries/replay", {"ids": [1]})
+    assert status == 404  # nothing yet
+    assert (await hub.call("POST", "/v1/admin/routes", {"name": "t", "match": "deploy.*", "channels": ["tmp"]}))[0] == 201
+    _, event = await hub.call("POST", "/v1/events", {"event": "deploy.tmp"}, key=PRODUCER)
+
+    async def settled() -> bool:
+        _, found = await hub.call("GET", f"/v1/admin/events/{event['id']}")
+        return found["deliveries"][0]["state"] == "delivered"
+
+    await hub.until(settled)
+    headers = {"X-Confirm-Destructive": "true"}
+    assert (await hub.call("DELETE", "/v1/admin/routes/t", headers=headers))[0] == 200
+    assert (await hub.call("DELETE", "/v1/admin/channels/tmp", headers=headers))[0] == 200
+    _, found = await hub.call("GET", f"/v1/admin/events/{event['id']}")
+    status, body = await hub.call("POST", "/v1/admin/deliveries/replay", {"ids": [found["deliveries"][0]["id"]]})
+    assert status == 400 and body["error"]["code"] == "unknown_channel", body  # was a 202, then dead at once
+
+
+async def test_a_dead_letter_retry_by_filter_says_when_more_matched_than_it_retried(hub, monkeypatch):
+    monkeypatch.setattr(manage, "MAX_BULK", 3)
+    hub.receiver_status["code"] = 400
+    for i in range(5):
+        await hub.call("POST", "/v1/events", {"event": "pr.run.failed", "payload": {"i": i}}, key=PRODUCER)
+
+    async def five_dead() -> bool:
+        return len(await _dead(hub)) == 5
+
+    await hub.until(five_dead)
+    headers = {"X-Confirm-Destructive": "true"}
+    status, body = await hub.call("POST", "/v1/admin/dlq/retry", {"filter": {"channel": "hook"}}, headers=headers)
+    assert status == 202 and body["retried"] == 3 and body["more"] is True  # it used to stop there silently
+    status, body = await hub.call("POST", "/v1/admin/dlq/retry", {"filter": {"channel": "hook"}}, headers=headers)
+    assert status == 202 and body["retried"] == 2 and body["more"] is False

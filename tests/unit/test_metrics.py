@@ -89,6 +89,9 @@ def test_a_delivery_for_a_channel_gone_from_the_config_counts_dead_with_an_unkno
     m = Metrics(process=False)
     m.dead_unconfigured("removed")
     assert value(samples(m), "alertd_deliveries_total", channel="removed", type="unknown", outcome="dead") == 1
+    # the attempt row it gets is counted as a failed attempt: delivered + failed is the number of attempts
+    assert value(samples(m), "alertd_deliveries_total", channel="removed", type="unknown", outcome="failed") == 1
+    assert value(samples(m), "alertd_delivery_attempts_total", channel="removed", type="unknown") == 1
 
 
 def test_ingest_latency_and_commits_are_histograms() -> None:
