@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import json
+import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
 from pydantic import (
     BaseModel,
@@ -18,9 +20,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from alertd.adapters.hooks import CompiledHook, HookDecl, compile_hooks
+from alertd.auth import hash_key
 from alertd.channels import REGISTRY, ChannelConfig
 from alertd.channels.base import parse_rate
 from alertd.checks import CheckDecl
@@ -39,6 +42,13 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 
 class ConfigError(Exception):
     """One line naming the key and the problem."""
+
+
+def clip(text: str, limit: int = 60) -> str:
+    """`text` made safe for a one-line error: control characters escaped as repr does, cut to `limit`
+    (a name straight from the file may hold a newline, a terminal escape or 200 KB)."""
+    escaped = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[: limit + 1])
+    return escaped if len(escaped) <= limit else escaped[: limit - 1] + "…"
 
 
 class ServerSettings(BaseModel):
@@ -61,11 +71,31 @@ class ServerSettings(BaseModel):
         return value
 
 
+_HOST_NAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63})*\.?\Z")
+
+
 def split_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise ValueError(f"listen must be HOST:PORT, got {value[:60]!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    host = host.strip("[]") or "127.0.0.1"
+    if not _valid_host(host):
+        raise ValueError(f"host {host[:60]!r} is not an IP address or a host name")
+    return host, int(port)
+
+
+def _valid_host(host: str) -> bool:
+    """An address or a name getaddrinfo can take: checked here, since its idna codec fails only at bind time."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        ascii_name = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return _HOST_NAME.match(ascii_name) is not None
 
 
 class StorageSettings(BaseModel):
@@ -75,6 +105,16 @@ class StorageSettings(BaseModel):
     # FULL: every acknowledged transaction survives a power cut, at about half the commit rate.
     synchronous: Literal["normal", "full"] = "full"
     retention_days: int = Field(default=30, ge=1, le=3650)
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path(cls, value: Any) -> Any:
+        # before: Path("") is Path("."), a directory, and SQLite would fail on it only at serve
+        if isinstance(value, str | Path) and not str(value):
+            raise ValueError("must not be empty")
+        if isinstance(value, str | Path) and Path(value).is_dir():
+            raise ValueError("is a directory: name the database file inside it, e.g. alertd.db")
+        return value
 
 
 class NetSettings(BaseModel):
@@ -328,6 +368,7 @@ class Config:
         self.routes: tuple[Route, ...] = build_routes(settings.routes, self.channels)
         self.catalog: dict[str, CatalogDecl] = _build_catalog(settings.events)
         self.hooks: dict[str, CompiledHook] = _build_hooks(settings.hooks)
+        _check_keys(settings)
         names = [c.name for c in settings.checks]
         duplicate = next((n for n in names if names.count(n) > 1), None)
         if duplicate is not None:
@@ -338,13 +379,36 @@ class Config:
         return self.settings.server
 
 
+ADMIN_KEY_NAME = "admin"  # the name the keyring gives admin_key / ALERTD_ADMIN_KEY (alertd.live.config_keys)
+
+
+def _check_keys(settings: Settings) -> None:
+    """The keyring files keys by hash, the last one winning: a repeated key would silently take the other's
+    role (a producer key made admin), and a repeated name would make two keys one in the API and logs."""
+    names: dict[str, str] = {}
+    hashes: dict[str, str] = {}
+    if settings.admin_key is not None:
+        names[ADMIN_KEY_NAME] = "admin_key"
+        hashes[hash_key(settings.admin_key.get_secret_value())] = "admin_key"
+    for index, decl in enumerate(settings.keys):
+        label = f"keys[{index}]"
+        if decl.name in names:
+            also = " (the name of admin_key)" if names[decl.name] == "admin_key" else ""
+            raise ConfigError(f"{label}: duplicate key name {decl.name!r}{also}")
+        names[decl.name] = label
+        digest = hash_key(decl.key.get_secret_value()) if decl.key is not None else (decl.key_sha256 or "").lower()
+        if digest in hashes:
+            raise ConfigError(f"{label}: the same key as {hashes[digest]}")  # named by place: never the key
+        hashes[digest] = label
+
+
 def parse_channel(raw: Any, label: str) -> ChannelConfig:
     """One channel declaration → its type's validated config. Raises ConfigError naming the key."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{label}: must be a table")
     name = raw.get("name")
     if isinstance(name, str) and "(" not in label:
-        label = f"{label} ({name[:40]})"
+        label = f"{label} ({clip(name, 40)})"
     kind = raw.get("type")
     channel_class = REGISTRY.get(kind) if isinstance(kind, str) else None
     if channel_class is None:
@@ -420,10 +484,77 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
     first = errors[0]
     path = prefix
     for part in first["loc"]:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    message = first["msg"].removeprefix("Value error, ")
+        # a loc part may be an unknown key exactly as written: escaped and cut like any name
+        path += f"[{part}]" if isinstance(part, int) else (f".{clip(str(part))}" if path else clip(str(part)))
+    message = clip(first["msg"].removeprefix("Value error, "), 200)
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{path or 'config'}: {message}{more}"
+
+
+_ENV_EXAMPLES = {"net__allow_private": '["10.0.0.0/8"]', "redact__keys": '["password", "token"]',
+                 "keys": '[{"name": "pr", "key": "env:PR_KEY"}]', "server": '{"listen": "127.0.0.1:8040"}'}
+
+
+def _env_decode_error(detail: str) -> str:
+    """pydantic-settings names only the top-level field it could not decode: find the variable, and say how
+    to write it. The value itself stays out: ALERTD_KEYS or ALERTD_ADMIN_KEY-like values hold secrets."""
+    found = re.search(r'field "(\w+)"', detail)
+    field = found.group(1).lower() if found else ""
+    prefix = f"alertd_{field}"
+    for variable, value in sorted(os.environ.items()):
+        lowered = variable.lower()
+        if not field or not (lowered == prefix or lowered.startswith(prefix + "__")):
+            continue
+        kind = _env_kind(lowered.removeprefix("alertd_").split("__"))
+        if kind is None or _is_json(value):
+            continue
+        default = '["a", "b"]' if kind == "list" else '{"key": "value"}'
+        example = _ENV_EXAMPLES.get(lowered.removeprefix("alertd_"), default)
+        return f"{clip(variable)}: a {kind} must be written as JSON, e.g. {example}"
+    return f"ALERTD_{field.upper() or '…'}: a list or table must be written as JSON"
+
+
+def _env_kind(path: list[str]) -> Literal["list", "table"] | None:
+    """"list" or "table" for the settings field at `path` (["net", "allow_private"]), None for a scalar."""
+    model: Any = Settings
+    annotation: Any = None
+    for part in path:
+        fields = getattr(model, "model_fields", None)
+        if not isinstance(fields, dict) or part not in fields:
+            return None
+        annotation = model = fields[part].annotation
+    if get_origin(annotation) is list:
+        return "list"
+    if get_origin(annotation) is dict or (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        return "table"
+    return None
+
+
+def _is_json(value: str) -> bool:
+    try:
+        json.loads(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _refuse_case_twins(data: dict[str, Any]) -> None:
+    """Section names match whatever their case ([SERVER] is [server], as ALERTD_SERVER__… is): two that differ
+    only by case would both be read and one silently dropped. Checked in each section's keys as well."""
+    _refuse_twins(data, "")
+    for name, value in data.items():
+        tables = value if isinstance(value, list) else [value]
+        for index, table in enumerate(tables):
+            if isinstance(table, dict):
+                _refuse_twins(table, f"{clip(name)}[{index}]." if isinstance(value, list) else f"{clip(name)}.")
+
+
+def _refuse_twins(table: dict[str, Any], where: str) -> None:
+    seen: dict[str, str] = {}
+    for key in table:
+        other = seen.setdefault(key.lower(), key)
+        if other != key:
+            raise ConfigError(f"{where}{clip(key)}: the same name as {clip(other)!r} but for case; write one of them")
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -440,8 +571,11 @@ def load_config(path: str | Path | None) -> Config:
             raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    _refuse_case_twins(data)
     try:
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
+    except SettingsError as exc:  # an ALERTD_ variable for a list or table that is not JSON
+        raise ConfigError(_env_decode_error(str(exc))) from None
     return Config(settings, source)

@@ -18,7 +18,10 @@ def bind_listen(host: str, port: int, backlog: int = BACKLOG) -> list[socket.soc
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except OSError as exc:
-        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise ListenError(f"cannot listen on {host[:60]}:{port}: {exc.strerror or exc}") from None
+    except UnicodeError:
+        # the idna codec refuses a name it cannot encode (a label over 63 letters, an empty one: "..")
+        raise ListenError(f"cannot listen on {host[:60]!r}:{port}: not a valid host name") from None
     sockets: list[socket.socket] = []
     try:
         for family, kind, proto, address in dict.fromkeys((i[0], i[1], i[2], i[4]) for i in infos):
@@ -33,5 +36,5 @@ def bind_listen(host: str, port: int, backlog: int = BACKLOG) -> list[socket.soc
     except OSError as exc:
         for sock in sockets:
             sock.close()
-        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise ListenError(f"cannot listen on {host[:60]}:{port}: {exc.strerror or exc}") from None
     return sockets

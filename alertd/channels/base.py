@@ -107,15 +107,18 @@ def rate_burst(value: str) -> float:
 
 
 def parse_rate(value: str) -> float:
-    """"10/s", "30/m", "100/h" → sends per second."""
+    """"10/s", "30/m", "100/h", "2/d" → sends per second."""
     count, _, unit = value.partition("/")
-    per = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}.get(unit.strip())
+    per = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}.get(unit.strip())
     try:
         amount = float(count)
     except ValueError:
         amount = -1.0
     if per is None or not 0 < amount <= 100_000:
-        raise ValueError(f"invalid rate {value[:30]!r}: use e.g. '1/s', '30/m', '100/h'")
+        raise ValueError(f"invalid rate {value[:30]!r}: use e.g. '1/s', '30/m', '100/h', '2/d'")
+    # the token buckets divide by the rate: a vanishing one ("5e-324/h") would overflow to an infinite wait
+    if amount / per < 1 / 86400:
+        raise ValueError(f"invalid rate {value[:30]!r}: must be at least 1 per day (e.g. '1/d')")
     return amount / per
 
 

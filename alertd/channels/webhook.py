@@ -8,6 +8,7 @@ from typing import Literal
 
 import orjson
 from pydantic import Field, SecretStr, field_validator, model_validator
+from yarl import URL
 
 from alertd.channels.base import BaseChannel, ChannelConfig, Outcome
 from alertd.durations import iso
@@ -15,10 +16,13 @@ from alertd.model import Message
 from alertd.secrets import Secret
 from alertd.signing import decode_standard_secret, e11_headers, standard_headers
 
-_HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
+# \Z, not $: $ also matches before a trailing newline, and a name ending in one fails every delivery
+_HEADER_NAME_RE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}\Z")
 # Headers alertd owns: letting config override them would forge signatures or break framing.
-_RESERVED_HEADERS = {"host", "content-length", "content-type", "transfer-encoding", "connection",
+# Every content-* is alertd's too: the body is its JSON, and a Content-Encoding would misdescribe it.
+_RESERVED_HEADERS = {"host", "transfer-encoding", "connection",
                      "webhook-id", "webhook-timestamp", "webhook-signature", "x-e11-signature"}
+_SCHEMES = ("http", "https")
 
 
 class WebhookConfig(ChannelConfig):
@@ -36,11 +40,26 @@ class WebhookConfig(ChannelConfig):
     def _headers(cls, headers: dict[str, SecretStr]) -> dict[str, SecretStr]:
         for name, secret in headers.items():
             value = secret.get_secret_value()
-            if not _HEADER_NAME_RE.match(name) or name.lower() in _RESERVED_HEADERS:
+            lower = name.lower()
+            if not _HEADER_NAME_RE.match(name) or lower in _RESERVED_HEADERS or lower.startswith("content-"):
                 raise ValueError(f"header {name[:60]!r} is not a valid or allowed header name")
             if len(value) > 4096 or any(c in value for c in "\r\n\0"):
-                raise ValueError(f"header {name!r} has an invalid value (control characters or > 4 KiB)")
+                raise ValueError(f"header {name[:60]!r} has an invalid value (control characters or > 4 KiB)")
         return headers
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        # Only the shape: whether the host may be reached is decided at send time, against [net] allow_private.
+        # The URL itself stays out of the error: receivers' tokens often ride in it.
+        try:
+            parsed = URL(url)
+            host = parsed.host  # decoded lazily: a bad IDNA label fails only here
+        except (ValueError, TypeError):
+            raise ValueError("cannot be parsed as a URL") from None
+        if parsed.scheme not in _SCHEMES or not host:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return url
 
     @model_validator(mode="after")
     def _signing_needs_secret(self) -> WebhookConfig:

@@ -17,6 +17,8 @@ from alertd.client import AdminClient, ClientError
 from alertd.durations import parse_instant
 
 CHUNK = 100
+BULK_LIMIT = 10_000
+BULK_STATE = "dead"
 
 
 def register(sub: Any) -> None:
@@ -55,6 +57,11 @@ def register(sub: Any) -> None:
     add_remote_args(dlq_retry)
     dlq_retry.add_argument("ids", nargs="*", type=int, help="delivery ids")
     _delivery_filters(dlq_retry)
+    # the shared filters default --limit to 50, a page for a listing; a retry by filter takes every match
+    # unless told otherwise, and None lets cmd_dlq_retry tell a --limit given with ids from the default
+    dlq_retry.set_defaults(limit=None)
+    dlq_retry.description = (f"{dlq_retry.description}; with filters, --limit N retries the N newest "
+                             f"(default {BULK_LIMIT})")
     dlq_retry.add_argument("--yes", action="store_true", help="confirm retrying more than one")
     dlq_retry.set_defaults(run=cmd_dlq_retry)
 
@@ -68,10 +75,13 @@ def register(sub: Any) -> None:
                              "channel (one: the deliveries API filters on a single channel)")
     replay.add_argument("--event", dest="pattern", help="bulk: event name, 'prefix.*' or '*'")
     replay.add_argument("--since", help="bulk: deliveries created since (e.g. 1h, or an ISO time)")
+    # the bulk-only flags default to None so that cmd_replay can refuse them next to an EVENT_ID
     replay.add_argument("--until", help="bulk: deliveries created before")
-    replay.add_argument("--state", default="dead", help="bulk: delivery state to replay (default dead)")
-    replay.add_argument("--limit", type=int, default=10_000, help="bulk: at most this many (default 10000)")
-    replay.add_argument("--dry-run", action="store_true", help="bulk: show what would be replayed")
+    replay.add_argument("--state", help=f"bulk: delivery state to replay (default {BULK_STATE})")
+    replay.add_argument("--limit", type=int, help=f"bulk: at most this many (default {BULK_LIMIT})")
+    replay.add_argument("--dry-run", action="store_true",
+                        help="show what would be replayed and send nothing (with EVENT_ID: the channels the "
+                             "routes match now, or the --channel ones)")
     replay.set_defaults(run=cmd_replay)
 
 
@@ -93,7 +103,8 @@ def check_times(args: argparse.Namespace) -> None:
         except ValueError:
             raise CliError(f"--{flag} {value[:40]!r}: use a duration ago like 1h, 30m, 7d, "
                            "or an ISO-8601 time") from None
-    if getattr(args, "limit", 1) < 1:
+    limit = getattr(args, "limit", None)
+    if limit is not None and limit < 1:
         raise CliError("--limit must be at least 1")
 
 
@@ -184,14 +195,16 @@ def cmd_dlq_retry(args: argparse.Namespace) -> int:
     bulk = any(getattr(args, f) for f in ("channel", "pattern", "since", "until"))
     if not args.ids and not bulk:
         raise CliError("give delivery ids, or --channel/--event/--since to retry every dead one that matches")
-    if args.ids and bulk:
-        raise CliError("give delivery ids or filters, not both")
+    if args.ids and (bulk or args.limit is not None):
+        raise CliError("give delivery ids or filters (--channel/--event/--since/--until/--limit), not both")
 
     async def work(client: AdminClient) -> int:
         ids = list(args.ids)
         if bulk:
+            # the API's {"filter": ...} has no limit, so the CLI picks the newest N itself and retries by id
             found = await collect(client, "/v1/admin/dlq", {"channel": args.channel, "event": args.pattern,
-                                                            "since": args.since, "until": args.until}, 10_000)
+                                                            "since": args.since, "until": args.until},
+                                  args.limit or BULK_LIMIT)
             ids = [d["id"] for d in found]
         if len(ids) > 1 and not args.yes:
             raise CliError(f"{len(ids)} dead deliveries match; pass --yes to retry them all")
@@ -233,15 +246,44 @@ def cmd_replay(args: argparse.Namespace) -> int:
     bulk = args.pattern is not None or args.since is not None
     if args.event_id and bulk:
         raise CliError("give an EVENT_ID or bulk filters (--event/--since), not both")
+    bulk_only = [flag for flag, value in (("--until", args.until), ("--state", args.state),
+                                          ("--limit", args.limit)) if value is not None]
+    if args.event_id and bulk_only:
+        raise CliError(f"{', '.join(bulk_only)}: only for a bulk replay (--event/--since), not with an EVENT_ID")
     if not args.event_id and not bulk:
         raise CliError("give an EVENT_ID, or --event and/or --since for a bulk replay")
     if bulk and args.channel and len(args.channel) > 1:
         raise CliError("a bulk replay takes one --channel (the deliveries API filters on a single channel); "
                        "run it once per channel")
     if args.event_id:
-        path = f"/v1/admin/events/{segment(args.event_id, 'event id')}/replay"
-        return remote(args, lambda client: _replay_one(client, args, path))
+        path = f"/v1/admin/events/{segment(args.event_id, 'event id')}"
+        if args.dry_run:
+            return remote(args, lambda client: _replay_one_dry(client, args, path))
+        return remote(args, lambda client: _replay_one(client, args, f"{path}/replay"))
     return remote(args, lambda client: _replay_bulk(client, args))
+
+
+async def _replay_one_dry(client: AdminClient, args: argparse.Namespace, path: str) -> int:
+    """What `_replay_one` would make, from reads only: the event (a 404 as for the real thing) and the
+    channels it would go to. Unknown --channel names are only refused by the real replay."""
+    event = await client.call("GET", path)
+    if args.channel:
+        channels = list(dict.fromkeys(args.channel))
+    else:
+        # the replay sends to the routes that match now, which the route tester answers without side effects
+        verdict = await client.call("POST", "/v1/admin/routes/test", body={
+            "event": event["event"], "payload": event["payload"], "severity": event["severity"]})
+        channels = list(verdict["channels"])
+    # the replay links each new delivery to the event's delivery on that channel, if it had one
+    replay_of = {d["channel"]: d["id"] for d in event["deliveries"]}
+    would = [{"channel": c, "replay_of": replay_of.get(c)} for c in channels]
+    if args.json:
+        emit_json({"dry_run": True, "event_id": event["id"], "count": len(would), "deliveries": would})
+    elif not would:
+        print(f"{event['id']}: no route matches it now; nothing would be replayed (dry run)")
+    else:
+        print(f"{event['id']}: would replay to {', '.join(channels)} (dry run; nothing sent)")
+    return 0
 
 
 async def _replay_one(client: AdminClient, args: argparse.Namespace, path: str) -> int:
@@ -258,18 +300,38 @@ async def _replay_one(client: AdminClient, args: argparse.Namespace, path: str) 
 
 
 async def _replay_bulk(client: AdminClient, args: argparse.Namespace) -> int:
-    matches = await collect(client, "/v1/admin/deliveries", {
-        "state": args.state, "event": args.pattern, "since": args.since, "until": args.until,
-        "channel": args.channel[0] if args.channel else None}, args.limit)  # one at most: cmd_replay checks
+    found = await collect(client, "/v1/admin/deliveries", {
+        "state": args.state or BULK_STATE, "event": args.pattern, "since": args.since, "until": args.until,
+        "channel": args.channel[0] if args.channel else None},  # one at most: cmd_replay checks
+        args.limit or BULK_LIMIT)
+    matches = newest_per_target(found)
     if args.dry_run:
         if args.json:
-            emit_json({"dry_run": True, "count": len(matches), "deliveries": matches})
+            emit_json({"dry_run": True, "count": len(matches), "deliveries": matches,
+                       "collapsed": len(found) - len(matches)})
         else:
-            table(f"{len(matches)} deliveries would be replayed", ["id", "event", "channel", "state", "created"],
+            table(f"{len(matches)} deliveries would be replayed{collapsed_note(len(found) - len(matches))}",
+                  ["id", "event", "channel", "state", "created"],
                   [(d["id"], d["event"], d["channel"], d["state"], d["created_at"]) for d in matches])
         return 0
     created = await in_chunks(client, "/v1/admin/deliveries/replay", [d["id"] for d in matches], "replaying",
                               args.json, lambda data: data["deliveries"])
     emit_json({"dry_run": False, "count": len(created), "deliveries": created}) if args.json else \
-        print(f"replayed {len(created)} deliveries")
+        print(f"replayed {len(created)} deliveries{collapsed_note(len(found) - len(matches))}")
     return 0
+
+
+def newest_per_target(deliveries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One delivery per (event, channel), the newest (highest id): a dead original and its dead replay
+    both match `--state dead`, and replaying both would send the receiver the event twice."""
+    newest: dict[tuple[str, str], dict[str, Any]] = {}
+    for d in deliveries:
+        key = (d["event_id"], d["channel"])
+        if key not in newest or d["id"] > newest[key]["id"]:
+            newest[key] = d
+    kept = {id(d) for d in newest.values()}
+    return [d for d in deliveries if id(d) in kept]  # in the API's order, newest first
+
+
+def collapsed_note(collapsed: int) -> str:
+    return f" ({collapsed} older deliveries of the same event and channel left out)" if collapsed else ""

@@ -155,7 +155,8 @@ async def test_replaying_a_delivery_to_a_channel_no_longer_configured_is_refused
     assert status == 201
     status, body = await hub.call("POST", "/v1/admin/deliveries/replay", {"ids": [1]})
     assert status == 404  # nothing yet
-    assert (await hub.call("POST", "/v1/admin/routes", {"name": "t", "match": "deploy.*", "channels": ["tmp"]}))[0] == 201
+    route = {"name": "t", "match": "deploy.*", "channels": ["tmp"]}
+    assert (await hub.call("POST", "/v1/admin/routes", route))[0] == 201
     _, event = await hub.call("POST", "/v1/events", {"event": "deploy.tmp"}, key=PRODUCER)
 
     async def settled() -> bool:

@@ -4,10 +4,7 @@ sent, a 2xx of an unexpected shape is one line (never a traceback), and a bulk r
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -15,50 +12,13 @@ import pytest
 from alertd.cli import main
 from alertd.cli.output import CliError, segment
 from alertd.client import AdminClient
-
-
-class StandIn:
-    """Answers every request with `status` and `body`; keeps each request's method and raw target."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str]] = []
-        self.status = 404
-        self.body: Any = {"error": {"code": "not_found", "message": "no such thing"}}
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                stand_in.seen.append((self.command, self.path))
-                length = int(self.headers.get("content-length") or 0)
-                self.rfile.read(length)
-                data = json.dumps(stand_in.body).encode()
-                self.send_response(stand_in.status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_DELETE = _answer
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def paths(self) -> list[str]:
-        return [path for _, path in self.seen]
+from tests.unit.cli_stand_in import StandIn, serving
 
 
 @pytest.fixture
 def daemon() -> Iterator[StandIn]:
-    stand_in = StandIn()
-    thread = threading.Thread(target=stand_in.server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield stand_in
-    stand_in.server.shutdown()
-    stand_in.server.server_close()
-    thread.join(5)
+    with serving() as stand_in:
+        yield stand_in
 
 
 def run(daemon: StandIn, *argv: str) -> int:
@@ -76,7 +36,7 @@ def run(daemon: StandIn, *argv: str) -> int:
 def test_a_name_is_sent_as_one_escaped_segment_and_never_reaches_another_resource(
         daemon: StandIn, capsys: pytest.CaptureFixture[str], argv: list[str], method: str, path: str) -> None:
     assert run(daemon, *argv) == 1
-    assert daemon.seen == [(method, path)]
+    assert daemon.requests() == [(method, path)]
     err = capsys.readouterr().err
     assert err.splitlines() == ["alertd: HTTP 404: no such thing"]
 
