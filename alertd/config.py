@@ -112,9 +112,17 @@ class StorageSettings(BaseModel):
         # before: Path("") is Path("."), a directory, and SQLite would fail on it only at serve
         if isinstance(value, str | Path) and not str(value):
             raise ValueError("must not be empty")
-        if isinstance(value, str | Path) and Path(value).is_dir():
+        if isinstance(value, str | Path) and _is_dir(Path(value)):
             raise ValueError("is a directory: name the database file inside it, e.g. alertd.db")
         return value
+
+
+def _is_dir(path: Path) -> bool:
+    """False when it cannot be told (a state directory check-config may not read): serve says so then."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 class NetSettings(BaseModel):

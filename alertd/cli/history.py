@@ -304,20 +304,26 @@ async def _replay_bulk(client: AdminClient, args: argparse.Namespace) -> int:
         "state": args.state or BULK_STATE, "event": args.pattern, "since": args.since, "until": args.until,
         "channel": args.channel[0] if args.channel else None},  # one at most: cmd_replay checks
         args.limit or BULK_LIMIT)
-    matches = newest_per_target(found)
+    newest = newest_per_target(found)
+    # the API refuses a delivery whose channel is gone (nothing to send it with): left out here, and said
+    configured = {c["name"] for c in (await client.call("GET", "/v1/admin/channels"))["channels"]}
+    matches = [d for d in newest if d["channel"] in configured]
+    gone = sorted({d["channel"] for d in newest if d["channel"] not in configured})
+    notes = collapsed_note(len(found) - len(newest)) + gone_note(len(newest) - len(matches), gone)
     if args.dry_run:
         if args.json:
             emit_json({"dry_run": True, "count": len(matches), "deliveries": matches,
-                       "collapsed": len(found) - len(matches)})
+                       "collapsed": len(found) - len(newest), "unconfigured": len(newest) - len(matches)})
         else:
-            table(f"{len(matches)} deliveries would be replayed{collapsed_note(len(found) - len(matches))}",
+            table(f"{len(matches)} deliveries would be replayed{notes}",
                   ["id", "event", "channel", "state", "created"],
                   [(d["id"], d["event"], d["channel"], d["state"], d["created_at"]) for d in matches])
         return 0
     created = await in_chunks(client, "/v1/admin/deliveries/replay", [d["id"] for d in matches], "replaying",
                               args.json, lambda data: data["deliveries"])
-    emit_json({"dry_run": False, "count": len(created), "deliveries": created}) if args.json else \
-        print(f"replayed {len(created)} deliveries{collapsed_note(len(found) - len(matches))}")
+    emit_json({"dry_run": False, "count": len(created), "deliveries": created,
+               "unconfigured": len(newest) - len(matches)}) if args.json else \
+        print(f"replayed {len(created)} deliveries{notes}")
     return 0
 
 
@@ -331,6 +337,10 @@ def newest_per_target(deliveries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             newest[key] = d
     kept = {id(d) for d in newest.values()}
     return [d for d in deliveries if id(d) in kept]  # in the API's order, newest first
+
+
+def gone_note(count: int, channels: list[str]) -> str:
+    return f" ({count} to channels no longer configured left out: {', '.join(channels[:5])})" if count else ""
 
 
 def collapsed_note(collapsed: int) -> str:

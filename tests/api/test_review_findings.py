@@ -182,6 +182,7 @@ async def test_a_dead_letter_retry_by_filter_says_when_more_matched_than_it_retr
         return len(await _dead(hub)) == 5
 
     await hub.until(five_dead)
+    hub.receiver_status["code"] = 200  # what is retried now goes out, instead of dying again before the next call
     headers = {"X-Confirm-Destructive": "true"}
     status, body = await hub.call("POST", "/v1/admin/dlq/retry", {"filter": {"channel": "hook"}}, headers=headers)
     assert status == 202 and body["retried"] == 3 and body["more"] is True  # it used to stop there silently

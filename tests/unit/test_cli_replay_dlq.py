@@ -168,9 +168,14 @@ DEAD = [delivery(13, "evt_1", "mail"), delivery(12, "evt_2", "kosh"), delivery(1
         delivery(10, "evt_1", "kosh")]
 
 
+CONFIGURED = ["mail", "kosh"]
+
+
 def replay_daemon(method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
     if (method, path) == ("GET", "/v1/admin/deliveries"):
         return 200, {"deliveries": DEAD, "next_cursor": None}
+    if (method, path) == ("GET", "/v1/admin/channels"):
+        return 200, {"channels": [{"name": name} for name in CONFIGURED]}
     if (method, path) == ("POST", "/v1/admin/deliveries/replay"):
         return 202, {"deliveries": [delivery(100 + i, "evt_x", "kosh", i) for i in body["ids"]]}
     return 404, {"error": {"code": "not_found", "message": "no such thing"}}
@@ -194,3 +199,17 @@ def test_a_bulk_dry_run_counts_what_the_replay_would_send(
     assert shown["collapsed"] == 1
     assert run(daemon, "replay", "--event", "pr.*", "--dry-run") == 0
     assert "3 deliveries would be replayed" in capsys.readouterr().out
+
+
+def test_a_bulk_replay_leaves_out_deliveries_to_channels_no_longer_configured(
+        serve: Callable[[Answer], StandIn], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the API refuses them (nothing to send them with): sent along, they stopped the bulk replay partway
+    monkeypatch.setitem(globals(), "CONFIGURED", ["kosh"])
+    daemon = serve(replay_daemon)
+    assert run(daemon, "replay", "--event", "pr.*", "--state", "dead") == 0
+    assert daemon.posts() == [("/v1/admin/deliveries/replay", {"ids": [12, 11]})]
+    assert "1 to channels no longer configured left out: mail" in capsys.readouterr().out
+    assert run(daemon, "replay", "--event", "pr.*", "--dry-run", "--json") == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["count"] == 2 and shown["unconfigured"] == 1

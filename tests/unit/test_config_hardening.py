@@ -220,3 +220,14 @@ def test_an_upper_case_section_alone_still_loads(tmp_path):
 def test_environment_names_stay_case_insensitive(tmp_path, monkeypatch):
     monkeypatch.setenv("alertd_server__listen", "127.0.0.1:9")
     assert load_config(write(tmp_path, "")).server.listen == "127.0.0.1:9"
+
+
+def test_a_storage_directory_check_config_may_not_read_is_not_a_traceback(tmp_path, monkeypatch):
+    # Path.is_dir raises PermissionError (3.11) for a state directory the caller cannot read (0750):
+    # check-config said "config OK" before the directory check, and must not turn into a traceback
+    def unreadable(self: Path) -> bool:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "is_dir", unreadable)
+    config = load_config(write(tmp_path, '[storage]\npath = "/var/lib/alertd/alertd.db"\n'))
+    assert str(config.settings.storage.path) == "/var/lib/alertd/alertd.db"
