@@ -107,9 +107,9 @@ def test_a_bulk_replay_refuses_a_second_channel_before_anything_is_sent(
 
 
 def test_a_bulk_replay_filters_on_its_one_channel(daemon: StandIn) -> None:
-    daemon.status, daemon.body = 200, {"deliveries": [], "next_cursor": None}
+    daemon.status, daemon.body = 200, {"deliveries": [], "next_cursor": None, "channels": [{"name": "a"}]}
     assert run(daemon, "replay", "--event", "pr.*", "--channel", "a", "--dry-run", "--json") == 0
-    [path] = daemon.paths()
+    [path] = [p for p in daemon.paths() if p.startswith("/v1/admin/deliveries")]
     assert path.startswith("/v1/admin/deliveries?") and "channel=a" in path
 
 
