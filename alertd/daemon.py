@@ -173,7 +173,8 @@ class Daemon:
 
     async def stop(self) -> None:
         timeout = self.config.server.drain_timeout
-        log.info("draining", timeout_s=timeout)
+        if self.runtime is not None:  # a start that failed before anything ran has nothing to drain: no noise
+            log.info("draining", timeout_s=timeout)
         if self._housekeeping is not None:
             self._housekeeping.cancel()
         if self.runtime is not None:
@@ -188,7 +189,8 @@ class Daemon:
         for sock in self._sockets:  # served ones are closed by the runner already; this is for a failed start
             sock.close()
         await self.store.close()
-        log.info("stopped")
+        if self.runtime is not None:
+            log.info("stopped")
 
 
 def _bound_port(runner: web.AppRunner) -> int | None:

@@ -47,7 +47,8 @@ def parse_envelope(raw: Any, where: str = "", default_severity: Callable[[str], 
         raise invalid("an event must be a JSON object", where.rstrip(".") or "body")
     if not raw.keys() <= ENVELOPE_FIELDS:
         name = sorted(raw.keys() - ENVELOPE_FIELDS)[0][:40]
-        raise invalid(f"unknown field {name!r}; allowed: event, payload, severity, idempotency_key", where + name)
+        raise invalid(f"unknown field {name!r}; allowed: event, payload, severity, idempotency_key, actions",
+                      where + name)
     name = _event_name(raw.get("event"), where)
     payload = raw.get("payload", {})
     if not isinstance(payload, dict):

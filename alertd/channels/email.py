@@ -53,6 +53,14 @@ class EmailConfig(MailConfig):
         return self
 
 
+def header_text(text: str) -> str:
+    """`text` as the header shows it, never decoded further. A string assigned to an EmailMessage header is
+    parsed, and an RFC 2047 encoded-word in it (`=?utf-8?q?x=0D=0AReply-To:_…?=`, plain ASCII that one_line
+    lets through) would be decoded into a real CRLF, new headers or a forged body: Python before 3.11.10
+    writes that to the wire as is. An invisible zero-width space after each `=` of `=?` keeps it literal."""
+    return text.replace("=?", "=\u200b?")
+
+
 class EmailChannel(BaseChannel):
     type_name = "email"
     config_model = EmailConfig
@@ -75,7 +83,7 @@ class EmailChannel(BaseChannel):
     def build(self, message: Message) -> EmailMessage:
         body, config = mail_body(message), self.config
         mail = EmailMessage(policy=SMTP_POLICY)
-        mail["Subject"] = body.subject
+        mail["Subject"] = header_text(body.subject)
         mail["From"] = Address(display_name=config.sender_name, addr_spec=config.sender_address)
         mail["To"] = ", ".join(config.to)
         mail["Date"] = datetime.now(UTC)

@@ -72,7 +72,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from alertd.store.writer import connect
 
     config = load_config(args.config)
-    path = config.settings.storage.path
+    # absolute: a relative path resolves against where the command runs, which may not be the daemon's
+    path = config.settings.storage.path.resolve()
     try:
         conn = connect(path, config.settings.storage.synchronous)
         try:
@@ -92,11 +93,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
     target = Path(args.path)
     if target.exists() and not args.force:
         raise CliError(f"{target} exists; pass --force to overwrite it")
+    source = config.settings.storage.path.resolve()  # absolute, so a copy of the wrong file shows at once
     try:
-        pages, events = backup(config.settings.storage.path, target)
+        pages, events = backup(source, target)
     except BackupError as exc:
         raise CliError(str(exc)) from None
-    print(f"backed up {config.settings.storage.path} → {target}: {pages} pages, {events} events, integrity ok")
+    print(f"backed up {source} → {target}: {pages} pages, {events} events, integrity ok")
     return 0
 
 

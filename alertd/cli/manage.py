@@ -18,15 +18,18 @@ MAX_PAYLOAD_FILE = 1024 * 1024
 
 def register(sub: Any) -> None:
     channels = verbs(subparser(sub, "channels", "channels in force"))
-    _simple(channels, "list", "every channel, with where it is managed", cmd_channels_list)
-    show = _simple(channels, "show", "one channel's config (secrets masked)", cmd_channels_show)
+    _simple(channels, "list", "every channel, with where it is managed", cmd_channels_list,
+            "  alertd channels list\n  alertd channels list --json --url http://127.0.0.1:8040")
+    show = _simple(channels, "show", "one channel's config (secrets masked)", cmd_channels_show,
+                   "  alertd channels show ops-slack")
     show.add_argument("name")
     test = _simple(channels, "test", "send a synthetic event through one channel now",
                    cmd_channels_test, "  alertd channels test ops-slack")
     test.add_argument("name")
 
     routes = verbs(subparser(sub, "routes", "routes in force"))
-    _simple(routes, "list", "every route in the order they are tried", cmd_routes_list)
+    _simple(routes, "list", "every route in the order they are tried", cmd_routes_list,
+            "  alertd routes list\n  alertd routes list --json")
     rtest = _simple(routes, "test", "which routes an event would reach, and why not the others", cmd_routes_test,
                     "  alertd routes test deploy.done --payload '{\"env\": \"prod\"}' --severity error")
     _event_args(rtest)
@@ -37,8 +40,11 @@ def register(sub: Any) -> None:
                      "  alertd keys create ops-admin --role admin")
     create.add_argument("name")
     create.add_argument("--role", choices=["producer", "admin"], default="producer")
-    create.add_argument("--events", action="append", help="event pattern this key may emit (repeatable)")
-    _simple(keys, "list", "keys: name, prefix, scopes, created, last used (never the key)", cmd_keys_list)
+    # "extend": `--events 'pr.*' 'ci.*'` and `--events 'pr.*' --events 'ci.*'` both work
+    create.add_argument("--events", action="extend", nargs="+", metavar="PATTERN",
+                        help="event patterns this key may emit (several after one flag, or the flag repeated)")
+    _simple(keys, "list", "keys: name, prefix, scopes, created, last used (never the key)", cmd_keys_list,
+            "  alertd keys list")
     revoke = _simple(keys, "revoke", "refuse a key from now on", cmd_keys_revoke, "  alertd keys revoke ci --yes")
     revoke.add_argument("name")
     revoke.add_argument("--yes", action="store_true", help="confirm")
@@ -57,7 +63,8 @@ def register(sub: Any) -> None:
     audit_list.add_argument("--since")
     audit_list.add_argument("--limit", type=int, default=100)
 
-    reload = subparser(sub, "reload", "re-read the daemon's config file (like SIGHUP); a bad file changes nothing")
+    reload = subparser(sub, "reload", "re-read the daemon's config file (like SIGHUP); a bad file changes nothing",
+                       "  alertd reload\n  alertd reload --json")
     add_remote_args(reload)
     reload.set_defaults(run=cmd_reload)
 

@@ -117,3 +117,21 @@ def test_replaying_one_event_still_sends_every_channel(daemon: StandIn) -> None:
     daemon.status, daemon.body = 202, {"event_id": "evt_1", "deliveries": []}
     assert run(daemon, "replay", "evt_1", "--channel", "a", "--channel", "b") == 0
     assert daemon.paths() == ["/v1/admin/events/evt_1/replay"]
+
+
+@pytest.mark.parametrize("argv", [["--events", "pr.*", "ci.*"], ["--events", "pr.*", "--events", "ci.*"]])
+def test_key_scopes_are_taken_after_one_flag_or_with_the_flag_repeated(daemon: StandIn, argv: list[str]) -> None:
+    # the README wrote `--events P …`, which argparse refused ("unrecognized arguments: ci.*")
+    daemon.status, daemon.body = 201, {"name": "ci", "key": "alertd_x", "prefix": "alertd_x", "role": "producer",
+                                       "events": ["pr.*", "ci.*"], "rate": None, "created_at": "2026-01-01T00:00:00Z"}
+    assert run(daemon, "keys", "create", "ci", *argv) == 0
+    assert daemon.seen[0].body["events"] == ["pr.*", "ci.*"]
+
+
+def test_migrate_names_the_absolute_path_of_the_database_it_touched(tmp_path, monkeypatch, capsys) -> None:
+    # a relative [storage] path resolves against where the command runs: run from the wrong directory, it
+    # quietly made a new empty database; the absolute path in the answer shows which file it was
+    (tmp_path / "alertd.toml").write_text('[storage]\npath = "here.db"\n')
+    monkeypatch.chdir(tmp_path)
+    assert main(["migrate", "--config", str(tmp_path / "alertd.toml")]) == 0
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'here.db'}: schema version 0 → ")

@@ -231,3 +231,23 @@ def test_bad_config_is_refused(change, complaint):
                 **change}
     with pytest.raises(ValueError, match=complaint):
         EmailConfig.model_validate(settings)
+
+
+@pytest.mark.parametrize("title", [
+    # RFC 2047 encoded-words are plain ASCII, so one_line lets them through; the stdlib decoded them while
+    # parsing the assigned header: a CRLF, new headers, or a blank line and a forged body on the wire
+    "=?utf-8?q?db-1=0D=0AReply-To:_attacker@evil.example=0D=0AX-Injected:_yes?= is down",
+    "=?utf-8?b?DQoNCkFsbCBjbGVhciwgaWdub3JlIHByZXZpb3VzIGFsZXJ0cw==?= is down",
+    "=?utf-8?q?=E2=80=AEdlrow?= is down",  # a bidi override one_line removes, smuggled in encoded
+])
+async def test_an_encoded_word_in_the_subject_stays_literal_text(http, smtp_server, title):
+    server = smtp_server()
+    await channel(http, server.port).send(make_message(title=title))
+    raw = server.handler.received[0].content
+    mail = parse(raw)
+    assert mail["Reply-To"] is None and mail["X-Injected"] is None
+    assert mail["From"] == "alertd <alertd@example.net>"  # the headers after Subject are still headers
+    assert mail.get_content_type() == "multipart/alternative"
+    subject = str(mail["Subject"]).replace("\u200b", "").strip()
+    assert subject == title  # shown as the producer wrote it, nothing decoded out of it
+    assert "\u202e" not in str(mail["Subject"])
