@@ -1,6 +1,6 @@
 """The dispatcher: per-channel lanes, each a severity-first heap with its own workers, so a slow or
-failing channel only ever holds up itself. Memory holds a bounded window of work; the store is the
-queue of record and refills the window."""
+failing channel only ever holds up itself. Memory holds a bounded window of work, an equal share per
+channel; the store is the queue of record, and each channel is refilled from it up to its share."""
 
 from __future__ import annotations
 
@@ -267,8 +267,8 @@ class Dispatcher:
             self._refill_wake.set()
 
     async def refill(self) -> int:
-        """Loads open work the window does not hold yet: due work most urgent first, then what is
-        due soonest. Returns how many deliveries it took into memory."""
+        """Loads, channel by channel and each up to its share, open work memory does not hold yet: due
+        work most urgent first, then what is due soonest. Returns how many deliveries it took into memory."""
         if self.stopping:
             return 0
         # A delivery that finishes while the reads below are in flight is released from `held`, yet the

@@ -4,6 +4,7 @@ only previews, a POST acts."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -13,6 +14,7 @@ from typing import Any
 import structlog
 
 from alertd.clock import Clock
+from alertd.config import MAX_LINK_TTL
 from alertd.dispatch import Dispatcher, Job
 from alertd.ingest import RouteTable
 from alertd.links import Claim, Kind, LinkError, new_secret, sign, verify
@@ -29,11 +31,13 @@ Prepare = Callable[[Sequence[Envelope], str], list[NewEvent]]
 
 @dataclass(slots=True)
 class _SignedLink:
-    """A link in messages: signed when first sent (expires_at 0 until then), and again when it runs low."""
+    """A link in messages: signed when first sent (expires_at 0 until then), and again when it runs low, but
+    never past `not_after` (an approval's: retention keeps its event only that long)."""
 
     label: str
     kind: Kind
     subject: int
+    not_after: float = math.inf
     url: str = ""
     expires_at: float = 0.0
 
@@ -60,8 +64,8 @@ class Incidents:
         open_, pending = await pending_links(self.store.read)
         for incident_id, event_id in open_:
             self._add_ack_link(event_id, incident_id)
-        for request_id, event_id, label in pending:
-            self._add_approve_link(event_id, request_id, label)
+        for request_id, event_id, label, created_at in pending:
+            self._add_approve_link(event_id, request_id, label, created_at)
         rows = await self.store.read._all("SELECT id, next_step_at FROM incidents WHERE state = 'open' "
                                           "AND next_step_at IS NOT NULL")
         return [(row[1], str(row[0])) for row in rows]
@@ -75,19 +79,24 @@ class Incidents:
         if not found:
             return ()
         now = self.clock.now()
-        return tuple(self._fresh(link, now) for link in found.values())
+        return tuple(link for link in (self._fresh(s, now) for s in found.values()) if link is not None)
 
-    def _fresh(self, link: _SignedLink, now: float) -> Link:
+    def _fresh(self, link: _SignedLink, now: float) -> Link | None:
+        if link.not_after - now < 60:
+            return None  # past its life (or too near its end to be of use): the message goes without it
         if link.expires_at - now < self.link_ttl / 2:
-            link.expires_at = now + self.link_ttl
+            link.expires_at = min(now + self.link_ttl, link.not_after)
             link.url = f"{self.public_url}/{link.kind}/{sign(self.secret, link.kind, link.subject, link.expires_at)}"
         return link.label, link.url
 
     def _add_ack_link(self, event_id: str, incident_id: int) -> None:
         self._links[event_id][f"ack:{incident_id}"] = _SignedLink("Acknowledge", "ack", incident_id)
 
-    def _add_approve_link(self, event_id: str, request_id: int, label: str) -> None:
-        self._links[event_id][f"approve:{request_id}"] = _SignedLink(f"Approve: {label}", "approve", request_id)
+    def _add_approve_link(self, event_id: str, request_id: int, label: str, created_at: float) -> None:
+        # an approval lives MAX_LINK_TTL from its request: retention keeps its event pending that long, and
+        # a link signed again later must not outlive the event it would act on
+        self._links[event_id][f"approve:{request_id}"] = _SignedLink(
+            f"Approve: {label}", "approve", request_id, not_after=created_at + MAX_LINK_TTL)
 
     def _drop_link(self, event_id: str, key: str) -> None:
         links = self._links.get(event_id)
@@ -103,7 +112,7 @@ class Incidents:
             self._add_ack_link(event_id, incident_id)
             self.schedule(first_step_at, str(incident_id))
         for request_id, label in requests:
-            self._add_approve_link(event_id, request_id, label)
+            self._add_approve_link(event_id, request_id, label, self.clock.now())  # made just now
 
     # ---- acknowledgement ------------------------------------------------------------------------
 

@@ -225,7 +225,11 @@ async def collect(client: AdminClient, path: str, params: dict[str, Any], limit:
         found.extend(page["deliveries"])
         cursor = page["next_cursor"]
         if cursor is None:
-            break
+            return found
+    # stopped at the limit: say so when more match, rather than act on part of them without a word
+    if (await client.call("GET", path, params={**params, "cursor": cursor, "limit": 1}))["deliveries"]:
+        print(f"alertd: more deliveries match than the {limit} taken (--limit); run again for the rest, or raise "
+              "--limit", file=sys.stderr)
     return found
 
 

@@ -36,7 +36,7 @@ def register(sub: Any) -> None:
 
     keys = verbs(subparser(sub, "keys", "API keys"))
     create = _simple(keys, "create", "make a key; its value is shown once", cmd_keys_create,
-                     "  alertd keys create ci --events 'deploy.*' --events 'build.*'\n"
+                     "  alertd keys create ci --events 'deploy.*' 'build.*'\n"
                      "  alertd keys create ops-admin --role admin")
     create.add_argument("name")
     create.add_argument("--role", choices=["producer", "admin"], default="producer")

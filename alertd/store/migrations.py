@@ -190,10 +190,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE keys ADD COLUMN rate TEXT;
     """,
-    # 5: the dispatcher refills each channel up to its share of the window: open work by channel
+    # 5: the dispatcher refills each channel up to its share of the window: open work by channel, which
+    # replaces the index the one global read used
     """
     CREATE INDEX deliveries_channel_due ON deliveries(channel, severity DESC, next_attempt_at, id)
         WHERE state IN ('pending', 'retrying');
+    DROP INDEX deliveries_due;
     """,
 )
 

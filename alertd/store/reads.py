@@ -99,13 +99,6 @@ class Reader:
                 found[row[0]] = delivery_from_row(row)
         return [found[i] for i in ids if i in found]
 
-    async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
-        rows = await self._all(
-            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d INDEXED BY deliveries_due "
-            "WHERE d.state IN ('pending', 'retrying') AND d.next_attempt_at <= ? "
-            "ORDER BY d.severity DESC, d.next_attempt_at, d.id LIMIT ?", (now, limit))
-        return [delivery_from_row(r) for r in rows]
-
     async def upcoming_deliveries(self, now: float, limit: int, channel: str) -> list[Delivery]:
         """A channel's open work not yet due (retries waiting out their backoff), soonest first."""
         rows = await self._all(
@@ -318,12 +311,12 @@ async def action_request(reader: Reader, request_id: int) -> dict[str, Any] | No
             "created_at": r[6], "decided_at": r[7], "decided_by": r[8]}
 
 
-async def pending_links(reader: Reader) -> tuple[list[tuple[int, str]], list[tuple[int, str, str]]]:
-    """Open incidents (id, event_id) and pending action requests (id, event_id, label): the links
-    messages carry."""
+async def pending_links(reader: Reader) -> tuple[list[tuple[int, str]], list[tuple[int, str, str, float]]]:
+    """Open incidents (id, event_id) and pending action requests (id, event_id, label, created_at): the
+    links messages carry."""
     open_ = [(r[0], r[1]) for r in await reader._all("SELECT id, event_id FROM incidents WHERE state = 'open'")]
-    pending = [(r[0], r[1], r[2]) for r in await reader._all(
-        "SELECT id, event_id, label FROM action_requests WHERE state = 'pending'")]
+    pending = [(r[0], r[1], r[2], r[3]) for r in await reader._all(
+        "SELECT id, event_id, label, created_at FROM action_requests WHERE state = 'pending'")]
     return open_, pending
 
 

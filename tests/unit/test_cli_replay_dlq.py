@@ -150,7 +150,19 @@ def test_dlq_retry_asks_for_yes_with_the_limited_count(
     daemon = serve(dead_letters(40))
     assert run(daemon, "dlq", "retry", "--since", "1h", "--limit", "2") == 1
     assert daemon.posts() == []
-    assert capsys.readouterr().err.splitlines() == ["alertd: 2 dead deliveries match; pass --yes to retry them all"]
+    assert capsys.readouterr().err.splitlines() == [
+        "alertd: more deliveries match than the 2 taken (--limit); run again for the rest, or raise --limit",
+        "alertd: 2 dead deliveries match; pass --yes to retry them all"]
+
+
+def test_a_dlq_retry_cut_by_its_limit_says_more_match(serve: Callable[[Answer], StandIn],
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # the leftover page was dropped: the newest N went out and the rest were never mentioned
+    daemon = serve(dead_letters(40))
+    assert run(daemon, "dlq", "retry", "--since", "1h", "--limit", "40", "--yes") == 0
+    assert "more deliveries match" not in capsys.readouterr().err  # exactly 40: nothing left over
+    assert run(daemon, "dlq", "retry", "--since", "1h", "--limit", "39", "--yes") == 0
+    assert "more deliveries match than the 39 taken" in capsys.readouterr().err
 
 
 def test_dlq_retry_refuses_a_limit_next_to_ids(

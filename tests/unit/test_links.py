@@ -1,6 +1,7 @@
 import pytest
 
 from alertd.clock import ManualClock
+from alertd.config import MAX_LINK_TTL
 from alertd.incidents import Incidents
 from alertd.links import LinkError, new_secret, sign, verify
 
@@ -92,3 +93,17 @@ def test_a_link_dropped_after_its_ack_is_not_sent_again():
     assert incidents.links_for("evt_1")
     incidents._drop_link("evt_1", "ack:7")
     assert incidents.links_for("evt_1") == ()
+
+
+def test_an_approve_link_is_never_signed_past_its_requests_life():
+    # retention keeps an event with a pending approval for MAX_LINK_TTL after the request: a link signed again
+    # later (a retry, a replay, an escalation) must not outlive the event it would act on
+    clock = ManualClock(1_000_000.0)
+    incidents = _incidents(clock)
+    incidents.opened("evt_1", [(7, clock.now() + 600)], [(9, "Restart API")])
+    clock.advance(MAX_LINK_TTL - HOUR)
+    links = dict(incidents.links_for("evt_1"))
+    approve = verify(SECRET, _token(links["Approve: Restart API"]), "approve", clock.now())
+    assert approve.expires_at <= 1_000_000 + MAX_LINK_TTL
+    clock.advance(2 * HOUR)
+    assert set(dict(incidents.links_for("evt_1"))) == {"Acknowledge"}  # the incident's link lives on

@@ -100,9 +100,10 @@ async def test_due_work_comes_back_most_severe_first(store):
     info = make_event("a", severity=Severity.INFO)
     crit = make_event("b", severity=Severity.CRITICAL)
     await store.insert_events([NewEvent(info, ("x",)), NewEvent(crit, ("x",))])
-    due = await store.read.due_deliveries(now=10**10, limit=10)
+    due = await store.read.deliveries_by_id(await store.read.due_ids(now=10**10, limit=10, channel="x"))
     assert [d.event_id for d in due] == [crit.id, info.id]
-    assert await store.read.due_deliveries(now=0, limit=10) == []
+    assert await store.read.due_ids(now=0, limit=10, channel="x") == []
+    assert await store.read.due_ids(now=10**10, limit=10, channel="y") == []
 
 
 async def test_replayed_deliveries_link_to_the_original(store):
