@@ -145,7 +145,8 @@ class DispatchSettings(BaseModel):
     max_attempts: int = Field(default=5, ge=1, le=100)
     backoff_base: float = 1.0
     backoff_cap: float = 600.0
-    window: int = Field(default=10_000, ge=100, le=1_000_000)  # deliveries held in memory at most
+    # deliveries held in memory, about: an equal share per channel (alertd.dispatch.Dispatcher.share)
+    window: int = Field(default=10_000, ge=100, le=1_000_000)
 
     @field_validator("backoff_base", "backoff_cap", mode="before")
     @classmethod

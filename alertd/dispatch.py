@@ -168,7 +168,6 @@ class Dispatcher:
         self._held_by_channel: Counter[str] = Counter()
         # channels whose open work the store may hold and memory does not: all, until a refill counts
         self._overflowing: set[str] = set(self.lanes)
-        self.overflow = True  # any channel overflowing (or not counted yet)
         # offers refused for want of room, per channel: a refill that ran meanwhile must not clear its overflow
         self._turned_away: Counter[str] = Counter()
         self.stopping = False
@@ -200,6 +199,11 @@ class Dispatcher:
                 self._hold(job)  # no lane now: recorded dead with the reason, replayable later
             self._retiring.append(lane)  # its attempts in flight still count, and a drain waits for them
 
+    @property
+    def overflow(self) -> bool:
+        """Whether the store may hold open work memory does not (some channel overflows, or is not counted yet)."""
+        return bool(self._overflowing)
+
     def share(self) -> int:
         """What one channel may hold: an equal part of the window (at least MIN_SHARE). One channel's backlog
         (a storm on a rate-limited channel, retries against a receiver that is down) never takes the room
@@ -219,7 +223,6 @@ class Dispatcher:
             # critical work may overrun its channel's share (up to twice it): it goes first whatever the backlog
             if room <= 0 and (delivery.severity is not Severity.CRITICAL or room <= -self.share()):
                 self._overflowing.add(delivery.channel)
-                self.overflow = True
                 self._turned_away[delivery.channel] += 1
                 continue
             self._hold(job)
@@ -231,12 +234,14 @@ class Dispatcher:
         released: set[int] = set()
         self._refilling.append(released)
         try:
-            taken = await self._take(await self.store.read.deliveries_by_id(ids), released)
+            rows = await self.store.read.deliveries_by_id(ids)
+            taken = await self._take(rows, released)
         finally:
             self._stop_tracking(released)
-        if taken < len(ids):  # no room (or taken already): the store keeps the rest for a refill
-            self._overflowing.update(self.lanes)
-            self.overflow = True
+        # no room for some: the store keeps them, and their channels are refilled when room comes
+        left = {d.channel for d in rows if d.id not in self.held and d.id not in released}
+        if left:
+            self._overflowing.update(left)
             self._refill_wake.set()
         return taken
 
@@ -298,7 +303,6 @@ class Dispatcher:
         # a count may predate an offer refused while the reads were in flight: that one is not in memory
         self._overflowing = {c for c, n in counts.items() if n > self._held_by_channel[c]}
         self._overflowing.update(c for c, n in self._turned_away.items() if n != turned_away[c])
-        self.overflow = bool(self._overflowing)
         return taken
 
     async def _take(self, rows: list[Delivery], released: set[int]) -> int:
@@ -377,7 +381,6 @@ class Dispatcher:
         channel = self.held.get(delivery_id)
         if channel is not None and (future.cancelled() or future.exception() is not None):
             self._overflowing.add(channel)  # its record did not commit: still open in the store, to load again
-            self.overflow = True
         self.release(delivery_id)
         if not future.cancelled() and future.exception() is None:
             self.offer(Job(d, event) for d in future.result())  # the fallback, committed with the dead record

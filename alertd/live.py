@@ -14,7 +14,16 @@ import structlog
 from alertd.auth import ApiKey, KeyRing, hash_key
 from alertd.channels import REGISTRY, BaseChannel, ChannelConfig, HttpSender
 from alertd.channels.base import parse_rate, rate_burst
-from alertd.config import CatalogDecl, Config, ConfigError, RouteDecl, build_channels, build_routes, parse_channel
+from alertd.config import (
+    ADMIN_KEY_NAME,
+    CatalogDecl,
+    Config,
+    ConfigError,
+    RouteDecl,
+    build_channels,
+    build_routes,
+    parse_channel,
+)
 from alertd.ingest import RouteTable
 from alertd.model import Severity
 from alertd.ratelimit import TokenBucket
@@ -51,7 +60,7 @@ def config_keys(config: Config) -> list[ApiKey]:
                    hash_key(k.key.get_secret_value()) if k.key is not None else (k.key_sha256 or ""), k.rate)
             for k in s.keys]
     if s.admin_key is not None:
-        keys.append(ApiKey("admin", "admin", ("*",), hash_key(s.admin_key.get_secret_value())))
+        keys.append(ApiKey(ADMIN_KEY_NAME, "admin", ("*",), hash_key(s.admin_key.get_secret_value())))
     return keys
 
 

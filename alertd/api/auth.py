@@ -11,7 +11,7 @@ from alertd.api.errors import error_response
 from alertd.api.state import API_KEY, RUNTIME
 from alertd.auth import presented_key
 
-_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+BEARER = {"WWW-Authenticate": "Bearer"}  # the challenge of every 401 (API keys, metrics tokens)
 
 
 def authenticate(request: web.Request, path: str) -> web.Response | None:
@@ -19,11 +19,11 @@ def authenticate(request: web.Request, path: str) -> web.Response | None:
     presented = presented_key(request.headers.get("x-api-key"), request.headers.get("Authorization"))
     if presented is None:
         return error_response(401, "unauthorized", "missing API key: send x-api-key or Authorization: Bearer",
-                              headers=_CHALLENGE)
+                              headers=BEARER)
     live = request.app[RUNTIME].live
     key = live.lookup_key(presented)
     if key is None:
-        return error_response(401, "unauthorized", "unknown or revoked API key", headers=_CHALLENGE)
+        return error_response(401, "unauthorized", "unknown or revoked API key", headers=BEARER)
     if path.startswith("/v1/admin/") and not key.is_admin:
         return error_response(403, "forbidden", "this path needs an admin key")
     wait = live.throttle(key, time.monotonic())

@@ -25,9 +25,9 @@ from alertd.store import StoreUnavailable
 
 log = structlog.get_logger("alertd.api")
 
-_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-          409: "conflict", 413: "too_large", 415: "unsupported_media_type", 429: "rate_limited",
-          503: "unavailable"}
+ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+               409: "conflict", 413: "too_large", 415: "unsupported_media_type", 417: "expectation_failed",
+               429: "rate_limited", 431: "headers_too_large", 503: "unavailable"}
 GUARDED = "__alertd_guarded__"  # set on every guard; functools.wraps carries it through outer wrappers
 
 
@@ -57,7 +57,7 @@ def guarded(handler: Handler) -> Handler:
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            code = _CODES.get(exc.status, "error")
+            code = ERROR_CODES.get(exc.status, "error")
             allow = exc.headers.get("Allow")
             return error_response(exc.status, code, exc.reason or code, headers={"Allow": allow} if allow else None)
         except Exception:

@@ -14,14 +14,12 @@ from alertd.api.events import parse_json
 from alertd.api.state import API_KEY, RUNTIME, Runtime
 from alertd.changes import Changes
 from alertd.channels import ChannelConfig, PermanentError, RetryableError
-from alertd.config import ConfigError, Settings, load_config
+from alertd.config import ADMIN_KEY_NAME, ConfigError, load_config
 from alertd.durations import iso
 from alertd.ingest import parse_envelope
 from alertd.model import DeliveryState, Event, Severity, new_event_id
 from alertd.netguard import redact_url
-from alertd.redact import compile_sensitive
 from alertd.render import render
-from alertd.retry import RetryPolicy
 from alertd.routing import explain_route
 from alertd.secrets import SECRET_REFS, mask
 from alertd.store import DeliveryFilter, silence_ops
@@ -206,8 +204,9 @@ async def list_keys(request: web.Request) -> web.Response:
     snapshot = runtime.live.snapshot
     rows = []
     if snapshot.config.settings.admin_key is not None:
-        rows.append({"name": "admin", "managed": "config", "prefix": None, "role": "admin", "events": ["*"],
-                     "rate": None, "created_at": None, "last_used_at": iso(runtime.live.key_last_used.get("admin")),
+        last_used = runtime.live.key_last_used.get(ADMIN_KEY_NAME)
+        rows.append({"name": ADMIN_KEY_NAME, "managed": "config", "prefix": None, "role": "admin", "events": ["*"],
+                     "rate": None, "created_at": None, "last_used_at": iso(last_used),
                      "revoked_at": None, "note": "the bootstrap key from admin_key / ALERTD_ADMIN_KEY"})
     for key in snapshot.config.settings.keys:
         rows.append({"name": key.name, "managed": "config", "prefix": None, "role": key.role,
@@ -333,22 +332,9 @@ async def reload_from_file(runtime: Runtime) -> None:
     if config.settings.metrics.enabled != running.metrics.enabled:
         raise ConfigError("[metrics] enabled changed: that takes a restart; nothing was reloaded")
     await runtime.changes.reload(config)
-    apply_tunables(runtime, config.settings)
+    runtime.apply_tunables(config.settings)
     await runtime.scheduler.sync_config(config.settings.checks)
     await silence_ops.apply_config(runtime.silences, runtime.store, config.settings.silences)
-
-
-def apply_tunables(runtime: Runtime, settings: Settings) -> None:
-    """The sections long-lived parts copied at start, applied in place: redaction for events ingested from
-    now on, the retry policy and window for the next attempts, the scheduler's thresholds for what it
-    decides next, link_ttl for links signed from now on."""
-    runtime.ingest.sensitive = compile_sensitive(settings.redact.keys)
-    d = settings.dispatch
-    runtime.dispatcher.policy = RetryPolicy(d.max_attempts, d.backoff_base, d.backoff_cap)
-    runtime.dispatcher.window = d.window
-    runtime.scheduler.outcome_failure_threshold = settings.scheduler.outcome_failure_threshold
-    runtime.scheduler.audit_retention_days = settings.scheduler.audit_retention_days
-    runtime.incidents.link_ttl = settings.scheduler.link_ttl
 
 
 # ---- incidents and audit ------------------------------------------------------------------------
@@ -368,10 +354,11 @@ async def list_incidents(request: web.Request) -> web.Response:
 
 async def ack_incident(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+    incident_id = params.row_id(raw)
+    if incident_id is None:
         raise ApiError(404, "not_found", "no such incident")
     runtime = request.app[RUNTIME]
-    result = await runtime.incidents.ack(int(raw), f"key:{request[API_KEY].name}")
+    result = await runtime.incidents.ack(incident_id, f"key:{request[API_KEY].name}")
     if result.outcome == "missing":
         raise ApiError(404, "not_found", "no such incident")
     if result.outcome != "acked":

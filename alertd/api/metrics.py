@@ -10,12 +10,12 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from alertd.api.auth import BEARER
 from alertd.api.errors import error_response
 from alertd.api.state import RUNTIME, Runtime
 from alertd.auth import presented_key
 from alertd.metrics import Metrics
 
-BEARER = {"WWW-Authenticate": "Bearer"}
 # The classic text format every Prometheus reads (prometheus-client ≥ 0.22 names it CONTENT_TYPE_PLAIN_0_0_4).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -15,6 +15,15 @@ MAX_LIMIT = 500
 MAX_ROW_ID = 2**63 - 1  # SQLite's largest integer: a bigger id cannot name a row (and overflows its binding)
 
 
+def row_id(raw: str) -> int | None:
+    """A row id as written in a path, a query or a form, or None: ASCII digits only ("²" is a digit to
+    str.isdigit, not to int), and no larger than SQLite can hold (a bigger one overflows its binding)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
+        return None
+    value = int(raw)
+    return value if value <= MAX_ROW_ID else None
+
+
 def bad(field: str, message: str) -> ApiError:
     return ApiError(400, "invalid_parameter", message, field)
 
@@ -71,9 +80,10 @@ def int_cursor(query: Mapping[str, str]) -> int | None:
     raw = query.get("cursor")
     if raw is None:
         return None
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+    cursor = row_id(raw)
+    if cursor is None:
         raise bad("cursor", "cursor must be the next_cursor value of a previous page")
-    return int(raw)
+    return cursor
 
 
 def event_cursor(query: Mapping[str, str]) -> str | None:

@@ -9,8 +9,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from alertd.api.errors import error_response
-
-_CODES = {400: "bad_request", 413: "too_large", 417: "expectation_failed", 431: "headers_too_large"}
+from alertd.api.guard import ERROR_CODES
 
 
 class _JsonErrorHandler(RequestHandler):
@@ -25,7 +24,7 @@ class _JsonErrorHandler(RequestHandler):
             answer = error_response(status, "internal", "internal error; see the daemon's log")
         else:
             kind = type(exc).__name__ if exc is not None else "malformed request"
-            answer = error_response(status, _CODES.get(status, "bad_request"),
+            answer = error_response(status, ERROR_CODES.get(status, "bad_request"),
                                     f"the request could not be read as HTTP ({kind})")
         answer.force_close()
         return answer

@@ -86,8 +86,8 @@ async def expire_silence(request: web.Request) -> web.Response:
 async def _existing(request: web.Request) -> Silence:
     raw = request.match_info["id"]
     silence = None
-    if raw.isascii() and raw.isdigit() and len(raw) <= 18:
-        silence = await silence_ops.get_silence(request.app[RUNTIME].store.read, int(raw))
+    if (silence_id := params.row_id(raw)) is not None:
+        silence = await silence_ops.get_silence(request.app[RUNTIME].store.read, silence_id)
     if silence is None:
         raise ApiError(404, "not_found", f"no silence {raw[:40]!r}")
     return silence

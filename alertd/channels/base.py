@@ -187,6 +187,8 @@ class BaseChannel(ABC):
         # a plain URL's query may carry a token too (a receiver echoing its request path would show it)
         for url in self._urls:
             secrets.extend(url_query_secrets(url))
+        # what scrub replaces a URL with, and its redacted form: the same on every error, so made once
+        self._url_forms = [(url, redact_url(url), origin_of(url)) for url in self._urls]
         self._secrets = sorted(set(secrets), key=len, reverse=True)  # longest first: a whole before its parts
 
     @property
@@ -245,9 +247,9 @@ class BaseChannel(ABC):
         """Strip every secret of this channel (and URL credentials) from text bound for a row or a log."""
         for secret in self._secrets:
             text = text.replace(secret, "****")
-        for url in self._urls:
+        for url, shown, origin in self._url_forms:
             # only scheme://host survives: for Slack- or Discord-style URLs the path is the secret
-            text = text.replace(url, origin_of(url)).replace(redact_url(url), origin_of(url))
+            text = text.replace(url, origin).replace(shown, origin)
         return text[:MAX_ERROR_CHARS]
 
 

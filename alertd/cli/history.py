@@ -201,7 +201,8 @@ def cmd_dlq_retry(args: argparse.Namespace) -> int:
     async def work(client: AdminClient) -> int:
         ids = list(args.ids)
         if bulk:
-            # the API's {"filter": ...} has no limit, so the CLI picks the newest N itself and retries by id
+            # the API's {"filter": ...} takes no --limit (it caps at 10,000): the CLI picks the newest N itself
+            # and retries by id, so the count it asks --yes for is the count it retries
             found = await collect(client, "/v1/admin/dlq", {"channel": args.channel, "event": args.pattern,
                                                             "since": args.since, "until": args.until},
                                   args.limit or BULK_LIMIT)

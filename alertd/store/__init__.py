@@ -96,10 +96,10 @@ class Store:
             return ops.add_deliveries(conn, fallback[0], targets, Origin.FALLBACK, self._ids, now)
         return self.writer.submit(op)
 
-    def add_deliveries(self, event: Event, targets: Sequence[tuple[str, int | None]],
-                       origin: Origin) -> asyncio.Future[list[Delivery]]:
-        now = time.time()
-        return self.writer.submit(lambda conn: ops.add_deliveries(conn, event, targets, origin, self._ids, now))
+    async def add_deliveries(self, event: Event, targets: Sequence[tuple[str, int | None]],
+                             origin: Origin) -> list[Delivery]:
+        """New deliveries for one event (replay): add_deliveries_for with one item."""
+        return (await self.add_deliveries_for([(event, targets)], origin))[0]
 
     def add_deliveries_for(self, items: Sequence[tuple[Event, Sequence[tuple[str, int | None]]]],
                            origin: Origin) -> asyncio.Future[list[list[Delivery]]]:

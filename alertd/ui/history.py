@@ -122,10 +122,10 @@ async def retry_dead_letters(page: Page) -> web.StreamResponse:
     form = await page.form()
     back = safe_next(form.get("back"))
     back = back if back == "/ui/dlq" or back.startswith("/ui/dlq?") else "/ui/dlq"
-    raw = form.getall("ids", [])
-    if not raw or len(raw) > MAX_RETRY or not all(r.isascii() and r.isdigit() and 0 < len(r) <= 18 for r in raw):
+    ids = [params.row_id(r) for r in form.getall("ids", [])]
+    if not ids or len(ids) > MAX_RETRY or None in ids:
         return page.back(back, "error", f"Choose 1 to {MAX_RETRY} dead deliveries to retry.")
-    reopened = await retry_dead(page.runtime, [int(r) for r in raw])
+    reopened = await retry_dead(page.runtime, [i for i in ids if i is not None])
     if not reopened:
         return page.back(back, "warn", "Nothing to retry: those deliveries are no longer dead.")
     return page.back(back, "ok", f"Retrying {len(reopened)} dead "

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from alertd.api import params
 from alertd.api.silences import MAX_IN_FORCE
 from alertd.config import describe_validation_error
 from alertd.scheduler import SchedulerError
@@ -91,16 +92,16 @@ async def create_silence(page: Page) -> web.StreamResponse:
 @signed_in
 async def expire_silence(page: Page) -> web.StreamResponse:
     book = _book(page)
-    raw = page.request.match_info["id"]
-    if book is None or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+    silence_id = params.row_id(page.request.match_info["id"])
+    if book is None or silence_id is None:
         return page.back("/ui/silences", "error", "No such silence.")
     now = time.time()
-    expired = await page.runtime.store.writer.submit(lambda c: silence_ops.expire_silence(c, int(raw), now))
+    expired = await page.runtime.store.writer.submit(lambda c: silence_ops.expire_silence(c, silence_id, now))
     await silence_ops.refresh(book, page.runtime.store.read)
     if not expired:
-        return page.back("/ui/silences", "warn", f"Silence {raw} was not expired: it is declared in the config "
+        return page.back("/ui/silences", "warn", f"Silence {silence_id} was not expired: it is declared in the config "
                          "file, or already over.")
-    return page.back("/ui/silences", "ok", f"Silence {raw} expired.")
+    return page.back("/ui/silences", "ok", f"Silence {silence_id} expired.")
 
 
 # ---- incidents ----------------------------------------------------------------------------------
@@ -129,10 +130,11 @@ async def ack_incident(page: Page) -> web.StreamResponse:
     raw = page.request.match_info["id"]
     if ack is None:
         return page.back("/ui/incidents", "error", "Acknowledging is not available in this alertd yet.")
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+    incident_id = params.row_id(raw)
+    if incident_id is None:
         return page.back("/ui/incidents", "error", "No such incident.")
     try:
-        result = await ack(int(raw), page.actor)
+        result = await ack(incident_id, page.actor)
     except SchedulerError as exc:
         return page.back("/ui/incidents", "error", f"Incident {raw} not acknowledged: {exc.message}")
     outcome = getattr(result, "outcome", "acked")
