@@ -14,6 +14,7 @@ from aiohttp import web
 
 from alertd import sdnotify
 from alertd.api.app import build_app
+from alertd.api.front import KEEPALIVE_TIMEOUT, Front
 from alertd.api.manage import reload_from_file
 from alertd.api.protocol import Runner
 from alertd.api.state import Runtime
@@ -24,7 +25,7 @@ from alertd.config import Config, ConfigError, split_listen
 from alertd.dispatch import Dispatcher
 from alertd.incidents import Incidents
 from alertd.ingest import Ingest
-from alertd.listening import bind_listen
+from alertd.listening import BACKLOG, bind_listen
 from alertd.live import Live, build_snapshot
 from alertd.metrics import NO_METRICS, MetricHooks, Metrics
 from alertd.netguard import NetPolicy, make_connector
@@ -36,6 +37,7 @@ from alertd.silences import SilenceBook
 from alertd.store import Store, admin_ops, silence_ops
 
 log = structlog.get_logger("alertd")
+SHUTDOWN_TIMEOUT_S = 2.0  # for answers still owed on open connections, once draining is done
 IDEMPOTENCY_PURGE_S = 3600.0
 KEY_FLUSH_S = 60.0
 
@@ -57,6 +59,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self._housekeeping: asyncio.Task[None] | None = None
         self._sockets: list[socket.socket] = []
+        self._servers: list[asyncio.Server] = []
+        self.front: Front | None = None
 
     async def start(self) -> None:
         try:
@@ -106,11 +110,15 @@ class Daemon:
         await dispatcher.start()
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
         self.runner = Runner(build_app(self.runtime), access_log=None, handle_signals=False,
-                                    shutdown_timeout=2.0)
+                             shutdown_timeout=SHUTDOWN_TIMEOUT_S, keepalive_timeout=KEEPALIVE_TIMEOUT)
         await self.runner.setup()
+        assert self.runner.server is not None
+        # connections are the front's first: it answers plain ingest, and hands aiohttp everything else
+        self.front = Front(self.runtime, self.runner.server, s.server.max_body_bytes)
+        loop = asyncio.get_running_loop()
         for sock in self._sockets:
-            await web.SockSite(self.runner, sock).start()
-        self.bound_port = _bound_port(self.runner) or port
+            self._servers.append(await loop.create_server(self.front, sock=sock, backlog=BACKLOG))
+        self.bound_port = int(self._sockets[0].getsockname()[1])
         log.info("listening", host=host, port=self.bound_port, channels=len(live.channels),
                  routes=len(live.snapshot.route_decls), keys=len(live.snapshot.keyring))
 
@@ -182,19 +190,17 @@ class Daemon:
             await self.runtime.scheduler.stop()
             finished = await self.runtime.dispatcher.drain(timeout)
             log.info("drained", all_attempts_finished=finished)
+        for server in self._servers:
+            server.close()  # no new connection from here on
+        if self.front is not None:
+            await self.front.close(SHUTDOWN_TIMEOUT_S)
         if self.runner is not None:
-            await self.runner.cleanup()
+            await self.runner.cleanup()  # the connections handed to aiohttp
         if self.session is not None:
             await self.session.close()
-        for sock in self._sockets:  # served ones are closed by the runner already; this is for a failed start
+        for sock in self._sockets:  # served ones are closed with their server already; this is for a failed start
             sock.close()
         await self.store.close()
         if self.runtime is not None:
             log.info("stopped")
 
-
-def _bound_port(runner: web.AppRunner) -> int | None:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return None

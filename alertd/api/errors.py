@@ -19,10 +19,14 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 def error_response(status: int, code: str, message: str, field: str | None = None,
                    headers: dict[str, str] | None = None) -> web.Response:
+    return json_response(error_body(code, message, field), status=status, headers=headers)
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if field is not None:
         error["field"] = field
-    return json_response({"error": error}, status=status, headers=headers)
+    return {"error": error}
 
 
 class ApiError(RequestError):

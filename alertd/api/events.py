@@ -11,7 +11,8 @@ from aiohttp import web
 
 from alertd.api import serialize
 from alertd.api.errors import ApiError, json_response
-from alertd.api.state import API_KEY, RUNTIME
+from alertd.api.state import API_KEY, RUNTIME, Runtime
+from alertd.auth import ApiKey
 from alertd.ingest import Envelope, IngestError, may_nest_too_deep, parse_envelope
 from alertd.model import Severity
 from alertd.store import StoreUnavailable
@@ -21,22 +22,33 @@ RETRY_AFTER = {"Retry-After": "5"}
 
 async def post_events(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
+    refuse_when_stopping(runtime)
+    status, answer = await accept_body(runtime, request[API_KEY], await request.read())
+    return json_response(answer, status=status)
+
+
+def refuse_when_stopping(runtime: Runtime) -> None:
     if not runtime.accepting:
         raise ApiError(503, "shutting_down", "alertd is shutting down; retry shortly", headers=RETRY_AFTER)
-    body = await request.read()
+
+
+async def accept_body(runtime: Runtime, key: ApiKey, body: bytes) -> tuple[int, Any]:
+    """A producer's body → (status, JSON answer), once every event in it is committed; a refusal is raised.
+    No HTTP objects: the aiohttp route and the ingest front (front.py) both answer with it."""
+    refuse_when_stopping(runtime)
     data = parse_json(body)
     try:
         envelopes = parse_batch(data, runtime.config.server.max_batch, runtime.live.snapshot.default_severity,
                                 check_depth=may_nest_too_deep(body))
-        runtime.ingest.authorize(request[API_KEY], envelopes)
-        accepted = await runtime.ingest.accept(envelopes, request[API_KEY].name)
+        runtime.ingest.authorize(key, envelopes)
+        accepted = await runtime.ingest.accept(envelopes, key.name)
     except StoreUnavailable:
         raise ApiError(503, "store_unavailable", "the store cannot commit right now; nothing was accepted",
                        headers=RETRY_AFTER) from None
     if isinstance(data, dict):
-        return json_response(serialize.accepted(accepted[0]), status=200 if accepted[0].duplicate else 202)
+        return 200 if accepted[0].duplicate else 202, serialize.accepted(accepted[0])
     status = 200 if all(a.duplicate for a in accepted) else 202
-    return json_response({"events": [serialize.accepted(a) for a in accepted]}, status=status)
+    return status, {"events": [serialize.accepted(a) for a in accepted]}
 
 
 def parse_json(body: bytes) -> Any:
