@@ -11,6 +11,7 @@ from functools import partial
 import aiohttp
 import structlog
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 
 from alertd import sdnotify
 from alertd.api.app import build_app
@@ -20,6 +21,7 @@ from alertd.api.protocol import Runner
 from alertd.api.state import Runtime
 from alertd.changes import Changes
 from alertd.channels import HttpSender
+from alertd.channels.wire import WirePool
 from alertd.clock import Clock, SystemClock
 from alertd.config import Config, ConfigError, split_listen
 from alertd.dispatch import Dispatcher
@@ -28,7 +30,7 @@ from alertd.ingest import Ingest
 from alertd.listening import BACKLOG, bind_listen
 from alertd.live import Live, build_snapshot
 from alertd.metrics import NO_METRICS, MetricHooks, Metrics
-from alertd.netguard import NetPolicy, make_connector
+from alertd.netguard import GuardedResolver, NetPolicy, make_connector
 from alertd.redact import compile_sensitive
 from alertd.replay import Replayer
 from alertd.retry import RetryPolicy
@@ -43,6 +45,9 @@ KEY_FLUSH_S = 60.0
 
 
 class Daemon:
+    # the name service both HTTP clients resolve through, behind the same guard; None: the system's
+    name_service: AbstractResolver | None = None
+
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
         self.clock: Clock = clock or SystemClock()
@@ -53,6 +58,7 @@ class Daemon:
         self.store.writer.on_commit = self.metrics.store_committed
         self.watchdog = sdnotify.Watchdog()
         self.session: aiohttp.ClientSession | None = None
+        self.http: HttpSender | None = None
         self.runner: web.AppRunner | None = None
         self.runtime: Runtime | None = None
         self.bound_port: int | None = None
@@ -76,9 +82,11 @@ class Daemon:
         host, port = split_listen(s.server.listen)
         self._sockets = bind_listen(host, port)  # first: nothing is sent by a daemon that cannot serve
         await self.store.open()
-        self.session = aiohttp.ClientSession(connector=make_connector(self.policy, limit=0),
-                                             auto_decompress=False)
-        live = Live(await build_snapshot(self.config, self.store), HttpSender(self.session, self.policy))
+        self.session = aiohttp.ClientSession(connector=make_connector(self.policy, inner=self.name_service,
+                                                                      limit=0), auto_decompress=False)
+        self.http = HttpSender(self.session, self.policy,
+                               WirePool(self.policy, GuardedResolver(self.policy, self.name_service)))
+        live = Live(await build_snapshot(self.config, self.store), self.http)
         retry = RetryPolicy(s.dispatch.max_attempts, s.dispatch.backoff_base, s.dispatch.backoff_cap)
         dispatcher = Dispatcher(self.store, live.channels, retry, window=s.dispatch.window,
                                 public_url=s.server.public_url)
@@ -196,6 +204,8 @@ class Daemon:
             await self.front.close(SHUTDOWN_TIMEOUT_S)
         if self.runner is not None:
             await self.runner.cleanup()  # the connections handed to aiohttp
+        if self.http is not None:
+            await self.http.wire.close()
         if self.session is not None:
             await self.session.close()
         for sock in self._sockets:  # served ones are closed with their server already; this is for a failed start

@@ -33,7 +33,7 @@ import structlog
 
 from alertd.api.auth import admit
 from alertd.api.errors import error_body
-from alertd.api.events import RETRY_AFTER, accept_body
+from alertd.api.events import RETRY_AFTER, accept_body, refuse_when_stopping
 from alertd.api.state import Runtime
 from alertd.errors import RequestError
 from alertd.store import StoreUnavailable
@@ -49,10 +49,14 @@ MAX_HEADERS = 128
 KEEPALIVE_TIMEOUT = 75.0  # aiohttp's default, given to both: an idle connection closes after as long either way
 MAX_PIPELINED = 64  # answers owed on one connection before it is read further: a client that never reads
 SWEEP_INTERVAL = 5.0
-LINGER_S = 2.0  # after a closing answer, how long what the client still sends is read and dropped
-LINGER_BYTES = 4 * 1024 * 1024  # and how much of it, at most
-_HANDED_OVER = frozenset({b"content-encoding", b"expect", b"upgrade", b"transfer-encoding"})
+LINGER_S = 5.0  # after a closing answer, how long what the client still sends is read and dropped
+LINGER_BYTES = 64 * 1024 * 1024  # and how much of it, at most
+_HANDED_OVER = frozenset({b"content-encoding", b"expect", b"upgrade", b"transfer-encoding", b"sec-websocket-key1"})
 _READ_ANYWAY = {b"x-api-key", b"authorization", b"content-length"}
+# the headers aiohttp's parser refuses to see twice
+_SINGLE = frozenset({b"host", b"content-type", b"user-agent", b"content-location", b"etag", b"server",
+                     b"max-forwards"})
+MAX_HEAD_BYTES = 64 * 1024  # read without the head ending: past this, the head is aiohttp's to judge
 
 
 class Front:
@@ -137,9 +141,12 @@ class Connection(asyncio.Protocol):
         self.in_message = False
         self.completed_in_read = False
         self.hand_over = False  # this request, and the connection from it on, is aiohttp's
+        self.read_in_message = 0  # bytes read since the current request began (or since the last one ended)
         self._reset()
 
     def _reset(self) -> None:
+        self.headers_done = False
+        self.single_seen: set[bytes] = set()
         self.url = b""
         self.head_size = 0
         self.header_count = 0
@@ -183,33 +190,54 @@ class Connection(asyncio.Protocol):
             if self.lingering:
                 self._discard(len(data))
             return
+        self.last_active = time.monotonic()  # idle means nothing arriving, not a request arriving slowly
         if self.in_message:
             if self.chunks is not None:
                 self.chunks.append(data)
         else:
             self.chunks = [data]
+            self.read_in_message = 0
+        self.read_in_message += len(data)
+        if not self._feed(data):
+            return
+        if self.in_message and not self.hand_over and not self.closing:
+            # httptools holds a header until it ends, and copies it as it grows: a head that does not end is
+            # aiohttp's to refuse (its limits count as the bytes come), or, if it cannot take over, refused here
+            if not self.headers_done and self.read_in_message > MAX_HEAD_BYTES:
+                self.hand_over = True
+            elif self.headers_done and self.read_in_message > self.front.max_body + MAX_HEAD_BYTES:
+                self._too_large()  # the chunk framing and trailers of a body, past any honest size
+                return
+        if self.hand_over:
+            self._hand_over()
+
+    def _feed(self, data: bytes) -> bool:
+        """Parse; False if that ended in an answer already (the connection is closing)."""
         self.completed_in_read = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             pass  # only after an Upgrade header, which already hands the request over
         except httptools.HttpParserError as exc:
-            if not self.hand_over:
-                if self.chunks is not None:
-                    self.hand_over = True  # aiohttp's parser refuses it, in aiohttp's words, as before
-                else:
-                    self._refuse(400, "bad_request",
-                                 f"the request could not be read as HTTP ({type(exc).__name__})")
-                    return
-        if self.hand_over:
-            if self.chunks is None:
-                self._refuse(400, "bad_request", "a request that follows POST /v1/events in the same packet "
-                                                 "must be POST /v1/events too; send it after the answer")
-            elif self.owed:
-                self.closing = True  # nothing more is read here: aiohttp reads on once the answers are out
-                self._read_or_not()
+            if self.hand_over:
+                pass
+            elif self.chunks is not None:
+                self.hand_over = True  # aiohttp's parser refuses it, in aiohttp's words, as before
             else:
-                self._give_to_aiohttp()
+                log.warning("unparseable_request", error=type(exc).__name__, status=400)
+                self._refuse(400, "bad_request", f"the request could not be read as HTTP ({type(exc).__name__})")
+                return False
+        return True
+
+    def _hand_over(self) -> None:
+        if self.chunks is None:
+            self._refuse(400, "bad_request", "a request that follows POST /v1/events in the same packet "
+                                             "must be POST /v1/events too; send it after the answer")
+        elif self.owed:
+            self.closing = True  # nothing more is read here: aiohttp reads on once the answers are out
+            self._read_or_not()
+        else:
+            self._give_to_aiohttp()
 
     # ------------------------------------------------------------------ httptools callbacks
 
@@ -219,7 +247,7 @@ class Connection(asyncio.Protocol):
         if self.completed_in_read:
             self.chunks = None  # it starts somewhere inside this read, after another request's end
         self.in_message = True
-        self.last_active = time.monotonic()
+        self.read_in_message = 0
 
     def on_url(self, url: bytes) -> None:
         if self.hand_over:
@@ -230,8 +258,8 @@ class Connection(asyncio.Protocol):
             self.hand_over = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.hand_over:
-            return
+        if self.hand_over or self.headers_done:
+            return  # after the head: a chunked body's trailers, which aiohttp ignores too
         self.header_count += 1
         self.head_size += len(name) + len(value)
         if len(name) + len(value) > MAX_FIELD or self.header_count > MAX_HEADERS:
@@ -250,14 +278,19 @@ class Connection(asyncio.Protocol):
         elif name in _HANDED_OVER and not (name == b"transfer-encoding" and value.lower() == b"chunked") and not (
                 name == b"content-encoding" and value.lower() == b"identity"):
             self.hand_over = True
+        if name in _SINGLE:  # aiohttp refuses a second one of these (and a missing Host): so it shall
+            if name in self.single_seen:
+                self.hand_over = True
+            self.single_seen.add(name)
 
     def on_headers_complete(self) -> None:
         if self.hand_over:
             return
+        self.headers_done = True
         parser = self.parser
         url = self.url
         if (parser.get_method() != b"POST" or parser.get_http_version() != "1.1" or parser.should_upgrade()
-                or (url != INGEST_PATH and not url.startswith(b"/v1/events?"))):
+                or (url != INGEST_PATH and not url.startswith(b"/v1/events?")) or b"host" not in self.single_seen):
             self.hand_over = True
             return
         self.chunks = None  # a plain ingest from here on: nothing of it is handed over
@@ -278,7 +311,7 @@ class Connection(asyncio.Protocol):
             return
         self.in_message = False
         self.completed_in_read = True
-        self.last_active = time.monotonic()
+        self.read_in_message = 0
         answer = _Answer(close=not self.parser.should_keep_alive())
         self.owed.append(answer)
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
@@ -345,14 +378,23 @@ class Connection(asyncio.Protocol):
         else:
             self._read_or_not()
 
-    def _refuse(self, status: int, code: str, message: str) -> None:
+    def _refuse(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         """Answer after whatever is owed, then close: the rest of the connection cannot be read safely."""
         self.closing = True
-        self.owed.append(_Answer(self._response(status, error_body(code, message), None, True), close=True))
+        self.owed.append(_Answer(self._response(status, error_body(code, message), headers, True), close=True))
         self._write_ready()
 
     def _too_large(self) -> None:
-        # the guard's answer for the same request; the unread body leaves the connection unusable
+        """The answers aiohttp's route gives the same request, in its order: the key first, then whether
+        alertd is stopping, then the size. The unread body leaves the connection unusable either way."""
+        runtime = self.front.runtime
+        try:
+            admit(runtime.live, self.api_key, self.authorization, "/v1/events")
+            refuse_when_stopping(runtime)
+        except RequestError as exc:
+            self._refuse(exc.status, exc.code, exc.message, exc.headers)
+            return
+        runtime.metrics.ingest_finished(0.0)  # the route's timer sees its 413 too
         self._refuse(413, "too_large", f"request body is larger than {self.front.max_body} bytes")
 
     def _read_or_not(self) -> None:
@@ -391,7 +433,8 @@ class Connection(asyncio.Protocol):
     def close_when_answered(self) -> None:
         self.closing = True
         if not self.owed:
-            self._close_transport(linger=self.in_message)  # idle: nothing unread to wait out
+            # nothing is owed: a request still arriving was never acknowledged, and its sender retries it
+            self._close_transport(linger=False)
 
     def abort(self) -> None:
         if self.transport is not None:

@@ -5,6 +5,7 @@ the common answers once (2xx success; 408/425/429/5xx, timeouts and connection f
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from yarl import URL
 
 from alertd.channels.escape import url_query_secrets, url_secret_parts
+from alertd.channels.wire import WireError, WirePool
 from alertd.durations import parse_bounded_duration
 from alertd.model import Message
 from alertd.netguard import BlockedTarget, NetPolicy, redact_url, validate_url
@@ -125,20 +127,26 @@ def parse_rate(value: str) -> float:
 class HttpSender:
     """The one outbound HTTP path: URL policy, no redirects, bounded response reading."""
 
-    def __init__(self, session: aiohttp.ClientSession, policy: NetPolicy) -> None:
+    def __init__(self, session: aiohttp.ClientSession, policy: NetPolicy, wire: WirePool | None = None) -> None:
         self.session = session
         self.policy = policy
+        self.wire = wire or WirePool(policy)  # the webhook's lean path (wire.py); the same outbound rules
         # validate_url is a pure function of (url, policy); a channel sends to the same URL every time.
         # Names are still checked on every connect, by the resolver (no rebinding window).
         self._valid: dict[str, URL] = {}
 
     async def request(self, method: str, url: str, *, timeout: float, headers: Mapping[str, str] | None = None,
-                      body: bytes | None = None, data: Any = None) -> HttpReply:
+                      body: bytes | None = None, data: Any = None, wire: bool = False) -> HttpReply:
+        """`wire`: over the lean client (wire.py) instead of aiohttp's; only for a body of bytes."""
         target = self._valid.get(url)
         if target is None:
             target = validate_url(url, self.policy)
             if len(self._valid) < 4096:
                 self._valid[url] = target
+        if wire and body is not None:
+            async with asyncio.timeout(timeout):
+                reply = await self.wire.request(method, target, headers or {}, body)
+            return HttpReply(reply.status, reply.body, reply.headers)
         async with self.session.request(
             method, target, headers=headers, data=body if body is not None else data,
             allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout),
@@ -204,18 +212,20 @@ class BaseChannel(ABC):
         return self.config.rate or self.default_rate
 
     async def post(self, url: str, *, headers: Mapping[str, str] | None = None, body: bytes | None = None,
-                   data: Any = None, method: str = "POST") -> HttpReply:
+                   data: Any = None, method: str = "POST", wire: bool = False) -> HttpReply:
         """Send and classify the common cases. Returns only 2xx replies."""
         started = time.monotonic()
         try:
             reply = await self.http.request(method, url, timeout=self.config.timeout, headers=headers,
-                                            body=body, data=data)
+                                            body=body, data=data, wire=wire)
         except BlockedTarget as exc:
             raise PermanentError(self.scrub(f"blocked by the outbound URL policy: {exc}")) from None
         except TimeoutError:
             raise RetryableError(f"timed out after {time.monotonic() - started:.1f}s") from None
-        except aiohttp.ClientConnectorCertificateError:
+        except (aiohttp.ClientConnectorCertificateError, ssl.SSLCertVerificationError):
             raise RetryableError("TLS certificate verification failed") from None
+        except WireError as exc:
+            raise RetryableError(self.scrub(f"connection failed: {exc}")) from None
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, BlockedTarget):  # the connect-time backstop of netguard
                 raise PermanentError(f"blocked by the outbound URL policy: {exc.os_error}") from None

@@ -114,5 +114,5 @@ class WebhookChannel(BaseChannel):
             if self.config.signing == "e11":
                 assert self.config.secret is not None
                 headers.update(e11_headers(self.config.secret.get_secret_value(), body))
-        reply = await self.post(self.config.url, headers=headers, body=body, method=self.config.method)
+        reply = await self.post(self.config.url, headers=headers, body=body, method=self.config.method, wire=True)
         return Outcome(status=reply.status)

@@ -330,7 +330,9 @@ async def test_idle_and_stalled_connections_are_closed_after_the_keepalive_timeo
     assert await closed_by_server(stalled_reader, 3.0)
 
 
-async def test_stop_closes_the_front_connections_after_their_answers(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def own_daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
+    """A daemon of the test's own, for tests that stop it themselves."""
     async def receive(request: aiohttp.web.Request) -> aiohttp.web.Response:
         return aiohttp.web.Response()
 
@@ -340,6 +342,14 @@ async def test_stop_closes_the_front_connections_after_their_answers(tmp_path: P
     daemon = Daemon(load_config(path))
     await daemon.start()
     try:
+        yield daemon
+    finally:
+        await daemon.stop()
+        await runner.cleanup()
+
+
+async def test_stop_closes_the_front_connections_after_their_answers(tmp_path: Path) -> None:
+    async with own_daemon(tmp_path) as daemon:
         idle_reader, idle_writer = await connect(daemon.bound_port)
         idle_writer.write(post(event("pr.kept")))
         assert (await read_response(idle_reader))[0] == 202  # now idle, kept alive
@@ -347,5 +357,72 @@ async def test_stop_closes_the_front_connections_after_their_answers(tmp_path: P
         assert await closed_by_server(idle_reader, 3.0)
         with pytest.raises(OSError):
             await connect(daemon.bound_port)  # and nothing listens any more
-    finally:
-        await runner.cleanup()
+
+
+async def test_a_head_that_never_ends_is_aiohttps_to_refuse_not_held_in_memory(hub: Hub) -> None:
+    reader, writer = await connect(hub.daemon.bound_port)
+    writer.write(b"POST /v1/events HTTP/1.1\r\nHost: a\r\nX-Big: ")
+    with contextlib.suppress(ConnectionError):
+        for _ in range(8):  # 512 KiB of one header value, and never its end
+            writer.write(b"a" * 65536)
+            await writer.drain()
+    status, headers, body = await read_response(reader)
+    assert status == 400 and by_aiohttp(headers) and b"could not be read as HTTP" in body
+
+
+async def test_trailers_are_not_headers(hub: Hub) -> None:
+    """A chunked body's trailers neither authenticate nor change how the request is read (as aiohttp)."""
+    body = event("pr.trailed").encode()
+    chunked = b"%x\r\n%s\r\n0\r\n" % (len(body), body)
+    for key_header, trailer, expected in ((b"", b"x-api-key: " + PRODUCER.encode() + b"\r\n", 401),
+                                          (b"x-api-key: " + PRODUCER.encode() + b"\r\n", b"Expect: nothing\r\n", 202)):
+        reader, writer = await connect(hub.daemon.bound_port)
+        writer.write(b"POST /v1/events HTTP/1.1\r\nHost: a\r\n" + key_header + b"Transfer-Encoding: chunked\r\n\r\n"
+                     + chunked + trailer + b"\r\n")
+        status, headers, _ = await read_response(reader)
+        assert status == expected and not by_aiohttp(headers)
+
+
+@pytest.mark.parametrize("head", [
+    b"POST /v1/events HTTP/1.1\r\n",  # no Host
+    b"POST /v1/events HTTP/1.1\r\nHost: a\r\nHost: b\r\n",
+    b"POST /v1/events HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Type: text/plain\r\n",
+])
+async def test_a_head_aiohttp_refuses_is_refused_by_aiohttp(hub: Hub, head: bytes) -> None:
+    reader, writer = await connect(hub.daemon.bound_port)
+    data = event().encode()
+    writer.write(head + b"x-api-key: " + PRODUCER.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(data) + data)
+    status, headers, _ = await read_response(reader)
+    assert status == 400 and by_aiohttp(headers)
+    assert await stored(hub) == []
+
+
+async def test_a_body_over_the_limit_without_a_key_is_a_401_first(hub: Hub) -> None:
+    reader, writer = await connect(hub.daemon.bound_port)
+    writer.write(b"POST /v1/events HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999\r\n\r\n")
+    status, headers, body = await read_response(reader)
+    assert status == 401 and headers["www-authenticate"] == "Bearer"
+    assert b"262144" not in body  # the limit is not told to whoever has no key
+
+
+async def test_a_request_arriving_slowly_is_not_idle(idle_front: int) -> None:
+    reader, writer = await connect(idle_front)
+    data = event("pr.slowly").encode()
+    writer.write(b"POST /v1/events HTTP/1.1\r\nHost: a\r\nx-api-key: " + PRODUCER.encode()
+                 + b"\r\nContent-Length: %d\r\n\r\n" % len(data))
+    for start in range(0, len(data), 8):  # 0.1 s between parts, 0.2 s keep-alive timeout, ~0.8 s in all
+        await asyncio.sleep(0.1)
+        writer.write(data[start:start + 8])
+    status, _, body = await read_response(reader)
+    assert status == 202 and json.loads(body)["event"] == "pr.slowly"
+
+
+async def test_stop_does_not_wait_for_a_request_still_arriving(tmp_path: Path) -> None:
+    async with own_daemon(tmp_path) as daemon:
+        reader, writer = await connect(daemon.bound_port)
+        writer.write(b"POST /v1/events HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n{")  # never finished
+        await asyncio.sleep(0.05)
+        started = asyncio.get_running_loop().time()
+        await daemon.stop()
+        assert asyncio.get_running_loop().time() - started < 1.0
+        assert await closed_by_server(reader, 3.0)

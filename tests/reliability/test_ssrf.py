@@ -250,15 +250,13 @@ channels = ["rebind", "mixed", "internal"]
 
 def test_a_name_that_changes_its_answer_only_ever_reaches_the_checked_address(netns, tmp_path, monkeypatch):
     import alertd.daemon
-    from alertd import netguard
 
     resolver = ScriptedResolver({
         "rebind.test": [["127.0.0.2"], ["127.0.0.1"]],  # allowed at the check, internal afterwards
         "mixed.test": [["127.0.0.2", "127.0.0.1"]],  # one good answer does not excuse a bad one
         "internal.test": [["127.0.0.1"]],
     })
-    real = netguard.make_connector
-    monkeypatch.setattr(alertd.daemon, "make_connector", lambda policy, **kw: real(policy, inner=resolver, **kw))
+    monkeypatch.setattr(alertd.daemon.Daemon, "name_service", resolver)  # for aiohttp's client and the webhook's
     out = isolated(netns, lambda: asyncio.run(run_rebinding(tmp_path, resolver)))
     assert out["internal"] == 0, "a connection reached the re-pointed (internal) address"
     rebind = out["rows"]["rebind"]

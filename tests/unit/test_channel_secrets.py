@@ -237,7 +237,9 @@ async def echo() -> AsyncIterator[EchoServer]:
 async def http() -> AsyncIterator[HttpSender]:
     policy = NetPolicy.from_strings(["127.0.0.0/8"])
     session = aiohttp.ClientSession(connector=make_connector(policy))
-    yield HttpSender(session, policy)
+    sender = HttpSender(session, policy)
+    yield sender
+    await sender.wire.close()  # the webhook's kept-alive connections (channels/wire.py)
     await session.close()
 
 

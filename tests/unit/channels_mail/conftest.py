@@ -48,7 +48,9 @@ def message_factory() -> Callable[..., Message]:
 async def http() -> AsyncIterator[HttpSender]:
     policy = NetPolicy.from_strings(["127.0.0.0/8"])
     session = aiohttp.ClientSession(connector=make_connector(policy))
-    yield HttpSender(session, policy)
+    sender = HttpSender(session, policy)
+    yield sender
+    await sender.wire.close()  # the webhook's kept-alive connections (channels/wire.py)
     await session.close()
 
 

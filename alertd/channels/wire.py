@@ -1,0 +1,307 @@
+"""A small HTTP/1.1 client for the webhook's one request: bytes out, a status, headers and a bounded body
+back, over kept-alive connections per origin.
+
+Why not aiohttp's client here: it costs ~75 µs a request on this machine, as much as a whole bare-aiohttp
+sender and more than all of alertd's own work per delivery; this one, on httptools (llhttp), a few µs.
+Webhooks are the channel a fleet's deliveries mostly go through; the vendor channels, each with its own
+API and rate limit, stay on aiohttp. The outbound rules are the same as there (netguard.py): the name is
+resolved by the guarded resolver, every address it gives must be allowed, and the connection goes to the
+checked address itself; redirects are never followed; at most MAX_RESPONSE_BYTES of a reply are read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import cast
+
+import httptools
+from aiohttp import BasicAuth, InvalidUrlClientError
+from aiohttp.abc import AbstractResolver
+from multidict import CIMultiDict
+from yarl import URL
+
+from alertd.netguard import BlockedConnection, BlockedTarget, GuardedResolver, NetPolicy
+
+IDLE_S = 15.0  # a kept-alive connection unused this long is closed (aiohttp's client default too)
+MAX_IDLE_PER_ORIGIN = 256
+
+
+class WireError(Exception):
+    """The receiver's side of the connection failed: closed early, or answered something not HTTP."""
+
+
+class Reply:
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, body: bytes, headers: CIMultiDict[str]) -> None:
+        self.status, self.body, self.headers = status, body, headers
+
+
+class _Connection(asyncio.Protocol):
+    """One connection to one origin; one request at a time (no pipelining)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[Reply] | None = None
+        self.closed = False
+        self.received = False  # any byte of the current reply
+        self.idle_since = 0.0
+        self.used = False  # a request was sent on it
+        self.early: Reply | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.headers: CIMultiDict[str] = CIMultiDict()
+        self.body: list[bytes] = []
+        self.size = 0
+        self.head_done = False
+        self.keep_alive = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        self.waiter = None
+        if self.head_done and not self._framed():  # a body that the close itself ends: the reply is whole
+            waiter.set_result(self._reply())
+        elif self.head_done:
+            waiter.set_exception(WireError("the receiver closed the connection in the middle of its reply"))
+        else:
+            waiter.set_exception(WireError("the receiver closed the connection before answering"))
+
+    def _framed(self) -> bool:
+        """Whether the reply said where its body ends (a length, or chunks), so that a close before then
+        cuts it short."""
+        return "Content-Length" in self.headers or "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        if self.used and self.waiter is None:  # nothing asked: see on_message_complete
+            self._abort()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(WireError(f"the reply is not HTTP ({type(exc).__name__})"))
+        except httptools.HttpParserUpgrade:
+            self._fail(WireError("the receiver switched protocols"))
+
+    def eof_received(self) -> bool:
+        return False  # close; connection_lost settles the waiter
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(self.headers) < 100:
+            self.headers.add(name.decode("latin-1"), value.decode("latin-1"))
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.head_done = self.status >= 200  # a 1xx is interim: the real answer follows
+
+    def on_body(self, body: bytes) -> None:
+        if self.size < self.limit:
+            body = body[:self.limit - self.size]
+            self.body.append(body)
+        self.size += len(body)
+        if self.size >= self.limit and self.waiter is not None and not self.waiter.done():
+            # an endless body must not hold the worker: the prefix is the reply, the connection is spent
+            waiter, self.waiter = self.waiter, None
+            waiter.set_result(self._reply())
+            self._abort()
+
+    def on_message_complete(self) -> None:
+        if not self.head_done:
+            self._reset()
+            return
+        self.keep_alive = self.parser.should_keep_alive()
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(self._reply())
+        elif not self.used:
+            self.early = self._reply()  # answered before it was asked (some receivers do): the reply all the same
+        else:
+            self._abort()  # unasked-for bytes on a kept-alive connection (a 408 before a close): not reusable
+
+    def _reply(self) -> Reply:
+        return Reply(self.status, b"".join(self.body), self.headers)
+
+    def _fail(self, exc: Exception) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+        self._abort()
+
+    def _abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def exchange(self, request: bytes) -> Reply:
+        assert self.transport is not None
+        first_use, self.used = not self.used, True
+        if first_use and self.early is not None:
+            self.transport.write(request)
+            self.keep_alive = False  # whatever it says to the request itself would be unasked-for
+            return self.early
+        if self.closed:
+            raise WireError("the receiver closed the connection before answering")
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.received = False
+        self._reset()
+        self.transport.write(request)
+        return await self.waiter
+
+
+class WirePool:
+    """Connections kept alive per (scheme, host, port), most recently used first."""
+
+    def __init__(self, policy: NetPolicy, resolver: AbstractResolver | None = None,
+                 limit: int = 64 * 1024) -> None:
+        self.policy = policy
+        self.resolver = resolver or GuardedResolver(policy)
+        self.limit = limit
+        self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
+        self._tls: ssl.SSLContext | None = None
+        self._last_sweep = time.monotonic()
+        self._closed = False
+
+    async def request(self, method: str, url: URL, headers: Mapping[str, str], body: bytes) -> Reply:
+        """One exchange. The caller bounds it in time: a cancelled exchange closes its connection."""
+        assert url.host is not None and url.port is not None
+        origin = (url.scheme, url.host, url.port)
+        data = _request_bytes(method, url, headers, body)
+        while True:
+            connection = self._take(origin)
+            reused = connection is not None
+            if connection is None:
+                connection = await self._connect(url)
+            try:
+                reply = await connection.exchange(data)
+            except WireError:
+                connection._abort()
+                # a kept-alive connection the receiver closed just as it was reused: a fresh one, once.
+                # Nothing of the request was answered, and the delivery's webhook-id lets a receiver
+                # that did act on it dedupe.
+                if reused and not connection.received:
+                    continue
+                raise
+            except BaseException:
+                connection._abort()  # cancelled or timed out mid-exchange: its state is unknown
+                raise
+            self._give_back(origin, connection)
+            return reply
+
+    def _take(self, origin: tuple[str, str, int]) -> _Connection | None:
+        idle = self._idle.get(origin)
+        now = time.monotonic()
+        while idle:
+            connection = idle.pop()
+            if not connection.closed and now - connection.idle_since < IDLE_S:
+                return connection
+            connection._abort()
+        return None
+
+    def _give_back(self, origin: tuple[str, str, int], connection: _Connection) -> None:
+        if not connection.keep_alive or connection.closed or self._closed:
+            connection._abort()
+            return
+        now = time.monotonic()
+        connection.idle_since = now
+        idle = self._idle.setdefault(origin, deque())
+        idle.append(connection)
+        if len(idle) > MAX_IDLE_PER_ORIGIN:
+            idle.popleft()._abort()
+        if now - self._last_sweep > IDLE_S:
+            self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        self._last_sweep = now
+        for origin, idle in list(self._idle.items()):
+            while idle and (idle[0].closed or now - idle[0].idle_since >= IDLE_S):
+                idle.popleft()._abort()
+            if not idle:
+                del self._idle[origin]
+
+    async def _connect(self, url: URL) -> _Connection:
+        """A new connection to the first address of the name that takes it. Failures as WireError with the
+        system's words (what aiohttp's connector reports too), except a policy refusal and a certificate
+        that does not verify, which keep their own types."""
+        try:
+            return await self._open(url)
+        except (BlockedTarget, ssl.SSLCertVerificationError):
+            raise
+        except OSError as exc:
+            raise WireError(exc.strerror or str(exc) or type(exc).__name__) from None
+
+    async def _open(self, url: URL) -> _Connection:
+        host, port = cast(str, url.raw_host), cast(int, url.port)
+        if _legacy_ipv4(host):
+            # 2130706433, 127.1, 0177.0.0.1: the system's resolver maps them onto an address, which a policy
+            # reading the URL would not expect. aiohttp refuses them too, with this same error
+            raise InvalidUrlClientError(host, "is not a canonical IPv4 address")
+        tls = self._tls_context() if url.scheme == "https" else None
+        loop = asyncio.get_running_loop()
+        error: OSError | None = None
+        for address in await self.resolver.resolve(host, port, family=socket.AF_UNSPEC):
+            ip = address["host"]
+            if not self.policy.address_allowed(ip):  # the backstop: the resolver refuses such names whole
+                raise BlockedConnection(f"connection to {ip} refused: not a public address and not in "
+                                        "net.allow_private")
+            try:
+                _, protocol = await loop.create_connection(
+                    lambda: _Connection(self.limit), ip, port, family=address["family"], ssl=tls,
+                    server_hostname=host if tls is not None else None)
+            except OSError as exc:  # ssl.SSLError too: try the next address, as aiohttp's connector does
+                error = exc
+                if isinstance(exc, ssl.SSLCertVerificationError):
+                    raise
+                continue
+            return protocol
+        assert error is not None
+        raise error
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            self._tls = ssl.create_default_context()  # system trust store and hostname checks, as aiohttp's
+        return self._tls
+
+    async def close(self) -> None:
+        self._closed = True
+        for idle in self._idle.values():
+            for connection in idle:
+                connection._abort()
+        self._idle.clear()
+
+
+def _legacy_ipv4(host: str) -> bool:
+    """All digits and dots, yet not a dotted quad as one writes it."""
+    if not host.replace(".", "").isdigit() or not host.isascii():
+        return False
+    parts = host.split(".")
+    return not (len(parts) == 4 and all(p.isdigit() and str(int(p)) == p and int(p) <= 255 for p in parts))
+
+
+def _request_bytes(method: str, url: URL, headers: Mapping[str, str], body: bytes) -> bytes:
+    host = cast(str, url.raw_host)
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    if url.explicit_port is not None and url.explicit_port != {"http": 80, "https": 443}.get(url.scheme):
+        host = f"{host}:{url.explicit_port}"
+    lines = [f"{method} {url.raw_path_qs or '/'} HTTP/1.1", f"Host: {host}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    if url.user is not None and not any(name.lower() == "authorization" for name in headers):
+        lines.append(f"Authorization: {BasicAuth.from_url(url).encode()}")  # type: ignore[union-attr]
+    lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body

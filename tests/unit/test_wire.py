@@ -1,0 +1,217 @@
+"""The webhook's lean HTTP client (alertd/channels/wire.py) against scripted receivers on 127.0.0.1: what
+comes back, what is kept alive, and what is refused or failed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from aiohttp import InvalidUrlClientError
+
+from alertd.channels import wire
+from alertd.channels.wire import WireError, WirePool
+from alertd.netguard import BlockedTarget, NetPolicy, validate_url
+
+LOOPBACK = NetPolicy.from_strings(["127.0.0.0/8", "::1/128"])
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class Receiver:
+    """Runs `script` for every connection; counts connections and keeps each request's head."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.connections = 0
+        self.heads: list[bytes] = []
+        self.port = 0
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.add(task)
+        try:
+            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+                await self.script(reader, writer)
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def read_request(self, reader: asyncio.StreamReader) -> bytes:
+        head = await reader.readuntil(b"\r\n\r\n")
+        self.heads.append(head)
+        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        return await reader.readexactly(length)
+
+
+@contextlib.asynccontextmanager
+async def receiver(script: Callable[[Receiver, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+                   ) -> AsyncIterator[Receiver]:
+    box: list[Receiver] = []
+    r = Receiver(lambda reader, writer: script(box[0], reader, writer))
+    box.append(r)
+    server = await asyncio.start_server(r._serve, "127.0.0.1", 0)
+    r.port = server.sockets[0].getsockname()[1]
+    try:
+        yield r
+    finally:
+        server.close()
+        for task in r.tasks:
+            task.cancel()
+        await asyncio.gather(*r.tasks, return_exceptions=True)
+        await server.wait_closed()
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[WirePool]:
+    p = WirePool(LOOPBACK)
+    yield p
+    await p.close()
+
+
+def url(port: int, path: str = "/hook", host: str = "127.0.0.1") -> object:
+    return validate_url(f"http://{host}:{port}{path}", LOOPBACK)
+
+
+async def ok_forever(r: Receiver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while True:
+        body = await r.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+
+
+async def test_replies_come_back_and_the_connection_is_kept_alive(pool: WirePool) -> None:
+    async with receiver(ok_forever) as r:
+        for n in range(3):
+            reply = await pool.request("POST", url(r.port), {"X-N": str(n)}, b"body%d" % n)
+            assert (reply.status, reply.body) == (200, b"body%d" % n)
+        assert r.connections == 1
+        head = r.heads[0].decode()
+        assert head.startswith("POST /hook HTTP/1.1\r\n") and f"Host: 127.0.0.1:{r.port}\r\n" in head
+        assert "X-N: 0\r\n" in head and "Content-Length: 5\r\n" in head
+
+
+async def test_userinfo_becomes_basic_auth_and_a_query_is_sent(pool: WirePool) -> None:
+    async with receiver(ok_forever) as r:
+        await pool.request("POST", validate_url(f"http://user:pw@127.0.0.1:{r.port}/h?a=1", LOOPBACK), {}, b"")
+        assert r.heads[0].startswith(b"POST /h?a=1 HTTP/1.1") and b"Authorization: Basic dXNlcjpwdw==" in r.heads[0]
+
+
+async def test_chunked_interim_and_close_delimited_replies(pool: WirePool) -> None:
+    async def script(r: Receiver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await r.read_request(reader)
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n"
+                     b"Retry-After: 7\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+        await r.read_request(reader)
+        writer.write(b"HTTP/1.1 202 Accepted\r\nConnection: close\r\n\r\nuntil the end")
+
+    async with receiver(script) as r:
+        first = await pool.request("POST", url(r.port), {}, b"x")
+        assert (first.status, first.body, first.headers["retry-after"]) == (201, b"abcde", "7")
+        second = await pool.request("POST", url(r.port), {}, b"x")
+        assert (second.status, second.body) == (202, b"until the end")
+
+
+async def test_only_a_prefix_of_an_endless_reply_is_read(pool: WirePool) -> None:
+    async def script(r: Receiver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await r.read_request(reader)
+        writer.write(b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n")
+        while True:
+            writer.write(b"4000\r\n" + b"z" * 0x4000 + b"\r\n")
+            await writer.drain()
+
+    async with receiver(script) as r:
+        reply = await asyncio.wait_for(pool.request("POST", url(r.port), {}, b"x"), 5)
+        assert reply.status == 500 and len(reply.body) == 64 * 1024
+
+
+@pytest.mark.parametrize("reply", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort",  # cut short
+    b"",  # closed without a word
+    b"SMTP ready\r\n\r\n",  # not HTTP
+])
+async def test_a_broken_reply_is_a_wire_error(pool: WirePool, reply: bytes) -> None:
+    async def script(r: Receiver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await r.read_request(reader)
+        writer.write(reply)
+
+    async with receiver(script) as r:
+        with pytest.raises(WireError):
+            await pool.request("POST", url(r.port), {}, b"x")
+
+
+async def test_a_kept_alive_connection_closed_by_the_receiver_is_replaced_once(pool: WirePool) -> None:
+    async def script(r: Receiver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await r.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            await reader.readexactly(1)  # closes as the next request starts, without answering it
+
+    async with receiver(script) as r:
+        assert (await pool.request("POST", url(r.port), {}, b"x")).status == 200
+        assert (await pool.request("POST", url(r.port), {}, b"x")).status == 200
+        assert r.connections == 2  # the first, which failed on reuse, and its replacement
+
+
+async def test_a_reply_sent_before_the_request_counts(pool: WirePool) -> None:
+    async def script(r: Receiver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
+        await r.read_request(reader)
+
+    async with receiver(script) as r:
+        assert (await pool.request("POST", url(r.port), {}, b"x")).status == 204
+
+
+async def test_a_cancelled_exchange_does_not_leave_its_connection_for_reuse(pool: WirePool) -> None:
+    async def script(r: Receiver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await r.read_request(reader)
+        if r.connections == 1:
+            await asyncio.sleep(10)  # the first request hangs
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await r.read_request(reader)
+
+    async with receiver(script) as r:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await pool.request("POST", url(r.port), {}, b"x")
+        reply = await pool.request("POST", url(r.port), {}, b"x")
+        assert reply.body == b"ok" and r.connections == 2
+
+
+async def test_an_idle_connection_past_its_time_is_not_reused(pool: WirePool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wire, "IDLE_S", 0.05)
+    async with receiver(ok_forever) as r:
+        await pool.request("POST", url(r.port), {}, b"x")
+        await asyncio.sleep(0.1)
+        await pool.request("POST", url(r.port), {}, b"x")
+        assert r.connections == 2
+
+
+@pytest.mark.parametrize("host", ["127.1", "2130706433", "0177.0.0.1", "127.0.0.1."])
+async def test_legacy_ipv4_spellings_are_refused_as_aiohttp_does(pool: WirePool, host: str) -> None:
+    with pytest.raises(InvalidUrlClientError, match="canonical"):
+        await pool.request("POST", url(9, host=host), {}, b"x")
+
+
+async def test_the_policy_is_applied_to_what_the_name_resolves_to() -> None:
+    strict = WirePool(NetPolicy.from_strings([]))
+    with pytest.raises(BlockedTarget, match="resolves to"):
+        await strict.request("POST", validate_url("http://localhost:9/h", LOOPBACK), {}, b"x")
+    await strict.close()
+
+
+async def test_a_refused_connection_is_a_wire_error_in_the_systems_words(pool: WirePool) -> None:
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    with pytest.raises(WireError) as caught:
+        await pool.request("POST", url(port), {}, b"x")
+    assert str(caught.value)
