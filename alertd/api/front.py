@@ -35,6 +35,7 @@ from alertd.api.auth import admit
 from alertd.api.errors import error_body
 from alertd.api.events import RETRY_AFTER, accept_body, refuse_when_stopping
 from alertd.api.state import Runtime
+from alertd.auth import ApiKey
 from alertd.errors import RequestError
 from alertd.store import StoreUnavailable
 
@@ -54,8 +55,8 @@ LINGER_BYTES = 64 * 1024 * 1024  # and how much of it, at most
 _HANDED_OVER = frozenset({b"content-encoding", b"expect", b"upgrade", b"transfer-encoding", b"sec-websocket-key1"})
 _READ_ANYWAY = {b"x-api-key", b"authorization", b"content-length"}
 # the headers aiohttp's parser refuses to see twice
-_SINGLE = frozenset({b"host", b"content-type", b"user-agent", b"content-location", b"etag", b"server",
-                     b"max-forwards"})
+_SINGLE = frozenset({b"host", b"content-type", b"user-agent", b"content-location", b"content-range", b"etag",
+                     b"server", b"max-forwards"})
 MAX_HEAD_BYTES = 64 * 1024  # read without the head ending: past this, the head is aiohttp's to judge
 
 
@@ -153,6 +154,7 @@ class Connection(asyncio.Protocol):
         self.api_key: str | None = None
         self.authorization: str | None = None
         self.content_length: int | None = None
+        self.chunks_seen = 0
         self.body: list[bytes] = []
         self.body_size = 0
 
@@ -190,7 +192,9 @@ class Connection(asyncio.Protocol):
             if self.lingering:
                 self._discard(len(data))
             return
-        self.last_active = time.monotonic()  # idle means nothing arriving, not a request arriving slowly
+        if self.headers_done:
+            # a body arriving slowly is not idle; a head or empty lines trickling in are (as for aiohttp)
+            self.last_active = time.monotonic()
         if self.in_message:
             if self.chunks is not None:
                 self.chunks.append(data)
@@ -205,8 +209,8 @@ class Connection(asyncio.Protocol):
             # aiohttp's to refuse (its limits count as the bytes come), or, if it cannot take over, refused here
             if not self.headers_done and self.read_in_message > MAX_HEAD_BYTES:
                 self.hand_over = True
-            elif self.headers_done and self.read_in_message > self.front.max_body + MAX_HEAD_BYTES:
-                self._too_large()  # the chunk framing and trailers of a body, past any honest size
+            elif self.headers_done and self.read_in_message - self.body_size > MAX_HEAD_BYTES + 16 * self.chunks_seen:
+                self._too_large()  # chunk framing and trailers past any honest size (httptools holds a trailer whole)
                 return
         if self.hand_over:
             self._hand_over()
@@ -219,8 +223,8 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             pass  # only after an Upgrade header, which already hands the request over
         except httptools.HttpParserError as exc:
-            if self.hand_over:
-                pass
+            if self.hand_over or self.closing:
+                pass  # answered already (a refusal earlier in this read), or aiohttp's to answer
             elif self.chunks is not None:
                 self.hand_over = True  # aiohttp's parser refuses it, in aiohttp's words, as before
             else:
@@ -258,8 +262,11 @@ class Connection(asyncio.Protocol):
             self.hand_over = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.hand_over or self.headers_done:
-            return  # after the head: a chunked body's trailers, which aiohttp ignores too
+        if self.hand_over or self.closing:
+            return
+        if self.headers_done:
+            self._trailer(name, value)
+            return
         self.header_count += 1
         self.head_size += len(name) + len(value)
         if len(name) + len(value) > MAX_FIELD or self.header_count > MAX_HEADERS:
@@ -267,14 +274,7 @@ class Connection(asyncio.Protocol):
             return
         name = name.lower()
         if name in _READ_ANYWAY:
-            if name == b"x-api-key":
-                if self.api_key is None:  # the first, as aiohttp's headers.get gives it
-                    self.api_key = value.decode("utf-8", "surrogateescape")
-            elif name == b"authorization":
-                if self.authorization is None:
-                    self.authorization = value.decode("utf-8", "surrogateescape")
-            elif value.isdigit():
-                self.content_length = int(value)
+            self._read(name, value)
         elif name in _HANDED_OVER and not (name == b"transfer-encoding" and value.lower() == b"chunked") and not (
                 name == b"content-encoding" and value.lower() == b"identity"):
             self.hand_over = True
@@ -282,6 +282,30 @@ class Connection(asyncio.Protocol):
             if name in self.single_seen:
                 self.hand_over = True
             self.single_seen.add(name)
+
+    def _read(self, name: bytes, value: bytes) -> None:
+        if name == b"x-api-key":
+            if self.api_key is None:  # the first, as aiohttp's headers.get gives it
+                self.api_key = value.decode("utf-8", "surrogateescape")
+        elif name == b"authorization":
+            if self.authorization is None:
+                self.authorization = value.decode("utf-8", "surrogateescape")
+        elif value.isdigit():
+            self.content_length = int(value)
+
+    def _trailer(self, name: bytes, value: bytes) -> None:
+        """A chunked body's trailer: never a header (no key rides in one), but held to aiohttp's header
+        limits, which aiohttp refuses the request for. Too late to hand over: refused here, in its words."""
+        self.header_count += 1
+        name = name.lower()
+        repeated = name in _SINGLE and name in self.single_seen
+        self.single_seen.add(name)
+        if repeated or len(name) + len(value) > MAX_FIELD or self.header_count > MAX_HEADERS:
+            log.warning("unparseable_request", error="BadHttpMessage", status=400)
+            self._refuse(400, "bad_request", "the request could not be read as HTTP (BadHttpMessage)")
+
+    def on_chunk_header(self) -> None:
+        self.chunks_seen += 1
 
     def on_headers_complete(self) -> None:
         if self.hand_over:
@@ -315,8 +339,14 @@ class Connection(asyncio.Protocol):
         answer = _Answer(close=not self.parser.should_keep_alive())
         self.owed.append(answer)
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-        answer.task = asyncio.get_running_loop().create_task(
-            self._ingest(answer, self.api_key, self.authorization, body))
+        try:
+            # admitted here, in request order: a key's rate counts the requests as they came
+            key = admit(self.front.runtime.live, self.api_key, self.authorization, "/v1/events")
+        except RequestError as exc:
+            answer.data = self._response(exc.status, error_body(exc.code, exc.message), exc.headers, answer.close)
+            self._write_ready()
+        else:
+            answer.task = asyncio.get_running_loop().create_task(self._ingest(answer, key, body))
         if answer.close:
             self.closing = True
         self._reset()
@@ -325,13 +355,11 @@ class Connection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ answering
 
-    async def _ingest(self, answer: _Answer, api_key: str | None, authorization: str | None, body: bytes) -> None:
+    async def _ingest(self, answer: _Answer, key: ApiKey, body: bytes) -> None:
         runtime = self.front.runtime
-        started: float | None = None
+        started = time.perf_counter()  # from admission on, as the route's timer runs inside the guard's auth
         headers: dict[str, str] | None = None
         try:
-            key = admit(runtime.live, api_key, authorization, "/v1/events")
-            started = time.perf_counter()  # timed from here, as the route's timer runs inside the guard's auth
             status, data = await accept_body(runtime, key, body)
         except RequestError as exc:
             status, data, headers = exc.status, error_body(exc.code, exc.message, exc.field), exc.headers
@@ -341,8 +369,7 @@ class Connection(asyncio.Protocol):
         except Exception:
             log.exception("request_failed", method="POST", path="/v1/events")
             status, data = 500, error_body("internal", "internal error; see the daemon's log")
-        if started is not None:
-            runtime.metrics.ingest_finished(time.perf_counter() - started)
+        runtime.metrics.ingest_finished(time.perf_counter() - started)
         answer.data = self._response(status, data, headers, answer.close)
         self._write_ready()
 

@@ -19,9 +19,10 @@ from collections import deque
 from collections.abc import Mapping
 from typing import cast
 
+import aiohappyeyeballs
 import httptools
 from aiohttp import BasicAuth, InvalidUrlClientError
-from aiohttp.abc import AbstractResolver
+from aiohttp.abc import AbstractResolver, ResolveResult
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -29,6 +30,11 @@ from alertd.netguard import BlockedConnection, BlockedTarget, GuardedResolver, N
 
 IDLE_S = 15.0  # a kept-alive connection unused this long is closed (aiohttp's client default too)
 MAX_IDLE_PER_ORIGIN = 256
+MAX_HEAD_BYTES = 64 * 1024  # a reply's status line and headers, read before giving up on it
+MAX_HEADERS = 128  # aiohttp's client limit too
+DNS_TTL_S = 10.0  # a checked answer is reused this long (aiohttp's connector default too)
+MAX_DNS_ENTRIES = 1024
+HAPPY_EYEBALLS_DELAY_S = 0.25  # the next address gets a try this long after the last (RFC 8305; aiohttp's too)
 
 
 class WireError(Exception):
@@ -55,14 +61,18 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self.used = False  # a request was sent on it
         self.early: Reply | None = None
+        self.stray = False  # bytes past the reply, which no request asked for: the connection is not reusable
         self._reset()
 
     def _reset(self) -> None:
+        """A new message: new objects, so that a reply already handed out never changes under its reader."""
         self.status = 0
         self.headers: CIMultiDict[str] = CIMultiDict()
         self.body: list[bytes] = []
         self.size = 0
-        self.head_done = False
+        self.head_bytes = 0
+        self.head_done = False  # the head of a final (not 1xx) reply
+        self.in_head = True
         self.keep_alive = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -88,29 +98,48 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received = True
-        if self.used and self.waiter is None:  # nothing asked: see on_message_complete
+        if self.stray or (self.used and self.waiter is None):  # nothing asked: see on_message_begin
             self._abort()
             return
+        self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(WireError(f"the reply is not HTTP ({type(exc).__name__})"))
         except httptools.HttpParserUpgrade:
             self._fail(WireError("the receiver switched protocols"))
+        if self.stray:
+            self._abort()
+        elif self.in_head and self.head_bytes > MAX_HEAD_BYTES:
+            # httptools holds a status line or header until it ends, copying it as it grows: a head that does
+            # not end would burn the loop and memory for the whole attempt (aiohttp stops at 8 KiB a line)
+            self._fail(WireError(f"the reply's head is over {MAX_HEAD_BYTES // 1024} KiB"))
 
     def eof_received(self) -> bool:
         return False  # close; connection_lost settles the waiter
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        if self.used and self.waiter is None:
+            self.stray = True  # a second reply in the same read as the first: see data_received
+        self._reset()
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(self.headers) < 100:
-            self.headers.add(name.decode("latin-1"), value.decode("latin-1"))
+        if not self.in_head or self.stray:
+            return  # a chunked body's trailers are not headers
+        if len(self.headers) >= MAX_HEADERS:
+            self._fail(WireError(f"the reply has over {MAX_HEADERS} headers"))
+            return
+        self.headers.add(name.decode("latin-1"), value.decode("latin-1"))
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
         self.status = self.parser.get_status_code()
         self.head_done = self.status >= 200  # a 1xx is interim: the real answer follows
 
     def on_body(self, body: bytes) -> None:
+        if self.stray:
+            return
         if self.size < self.limit:
             body = body[:self.limit - self.size]
             self.body.append(body)
@@ -122,8 +151,10 @@ class _Connection(asyncio.Protocol):
             self._abort()
 
     def on_message_complete(self) -> None:
+        if self.stray:
+            return
         if not self.head_done:
-            self._reset()
+            self._reset()  # after a 1xx: the final reply's head comes next
             return
         self.keep_alive = self.parser.should_keep_alive()
         waiter, self.waiter = self.waiter, None
@@ -131,8 +162,6 @@ class _Connection(asyncio.Protocol):
             waiter.set_result(self._reply())
         elif not self.used:
             self.early = self._reply()  # answered before it was asked (some receivers do): the reply all the same
-        else:
-            self._abort()  # unasked-for bytes on a kept-alive connection (a 408 before a close): not reusable
 
     def _reply(self) -> Reply:
         return Reply(self.status, b"".join(self.body), self.headers)
@@ -152,7 +181,8 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         first_use, self.used = not self.used, True
         if first_use and self.early is not None:
-            self.transport.write(request)
+            if not self.closed:
+                self.transport.write(request)
             self.keep_alive = False  # whatever it says to the request itself would be unasked-for
             return self.early
         if self.closed:
@@ -176,25 +206,28 @@ class WirePool:
         self._tls: ssl.SSLContext | None = None
         self._last_sweep = time.monotonic()
         self._closed = False
+        self._dns: dict[tuple[str, int], tuple[float, list[ResolveResult]]] = {}
+        self._resolving: dict[tuple[str, int], asyncio.Future[list[ResolveResult]]] = {}
 
     async def request(self, method: str, url: URL, headers: Mapping[str, str], body: bytes) -> Reply:
         """One exchange. The caller bounds it in time: a cancelled exchange closes its connection."""
         assert url.host is not None and url.port is not None
         origin = (url.scheme, url.host, url.port)
         data = _request_bytes(method, url, headers, body)
+        connection = self._take(origin)
+        reused = connection is not None
         while True:
-            connection = self._take(origin)
-            reused = connection is not None
             if connection is None:
                 connection = await self._connect(url)
             try:
                 reply = await connection.exchange(data)
             except WireError:
                 connection._abort()
-                # a kept-alive connection the receiver closed just as it was reused: a fresh one, once.
-                # Nothing of the request was answered, and the delivery's webhook-id lets a receiver
-                # that did act on it dedupe.
+                # A kept-alive connection the receiver closed just as it was reused (its idle timeout): once,
+                # on a new connection. Nothing of the request was answered, and the webhook-id it carries lets
+                # a receiver that did act on it dedupe (Go's client retries such requests on the same grounds).
                 if reused and not connection.received:
+                    connection, reused = None, False
                     continue
                 raise
             except BaseException:
@@ -251,26 +284,45 @@ class WirePool:
             # 2130706433, 127.1, 0177.0.0.1: the system's resolver maps them onto an address, which a policy
             # reading the URL would not expect. aiohttp refuses them too, with this same error
             raise InvalidUrlClientError(host, "is not a canonical IPv4 address")
-        tls = self._tls_context() if url.scheme == "https" else None
-        loop = asyncio.get_running_loop()
-        error: OSError | None = None
-        for address in await self.resolver.resolve(host, port, family=socket.AF_UNSPEC):
+        addresses = []
+        for address in await self._resolve(host, port):
             ip = address["host"]
             if not self.policy.address_allowed(ip):  # the backstop: the resolver refuses such names whole
                 raise BlockedConnection(f"connection to {ip} refused: not a public address and not in "
                                         "net.allow_private")
-            try:
-                _, protocol = await loop.create_connection(
-                    lambda: _Connection(self.limit), ip, port, family=address["family"], ssl=tls,
-                    server_hostname=host if tls is not None else None)
-            except OSError as exc:  # ssl.SSLError too: try the next address, as aiohttp's connector does
-                error = exc
-                if isinstance(exc, ssl.SSLCertVerificationError):
-                    raise
-                continue
-            return protocol
-        assert error is not None
-        raise error
+            family = address["family"]
+            where = (ip, port, 0, 0) if family == socket.AF_INET6 else (ip, port)
+            addresses.append((family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", where))
+        # to the checked addresses only, the next one tried 250 ms after the last, as aiohttp's connector does
+        sock = await aiohappyeyeballs.start_connection(addresses, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY_S)
+        tls = self._tls_context() if url.scheme == "https" else None
+        try:
+            _, protocol = await asyncio.get_running_loop().create_connection(
+                lambda: _Connection(self.limit), sock=sock, ssl=tls,
+                server_hostname=host.rstrip(".") if tls is not None else None)  # no dot in SNI (as aiohttp)
+        except BaseException:
+            sock.close()
+            raise
+        return protocol
+
+    async def _resolve(self, host: str, port: int) -> list[ResolveResult]:
+        """The guarded resolver's answer, shared by the connections opened at once and kept DNS_TTL_S: only
+        checked answers are kept, and a refusal is asked again next time."""
+        key = (host, port)
+        now = time.monotonic()
+        cached = self._dns.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        pending = self._resolving.get(key)
+        if pending is None:
+            pending = self._resolving[key] = asyncio.ensure_future(
+                self.resolver.resolve(host, port, family=socket.AF_UNSPEC))
+            pending.add_done_callback(lambda _: self._resolving.pop(key, None))
+        answer = await asyncio.shield(pending)  # one caller's timeout does not cancel the others' lookup
+        if len(self._dns) >= MAX_DNS_ENTRIES:
+            self._dns.clear()
+        self._dns[key] = (time.monotonic() + DNS_TTL_S, answer)
+        return answer
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._tls is None:
@@ -294,7 +346,7 @@ def _legacy_ipv4(host: str) -> bool:
 
 
 def _request_bytes(method: str, url: URL, headers: Mapping[str, str], body: bytes) -> bytes:
-    host = cast(str, url.raw_host)
+    host = cast(str, url.raw_host).rstrip(".")  # "example.com." is sent as example.com, as aiohttp sends it
     if ":" in host:  # an IPv6 literal
         host = f"[{host}]"
     if url.explicit_port is not None and url.explicit_port != {"http": 80, "https": 443}.get(url.scheme):

@@ -17,7 +17,7 @@ import pytest
 from alertd.api.front import MAX_PIPELINED, Front
 from alertd.config import load_config
 from alertd.daemon import Daemon
-from tests.api.conftest import ADMIN, PRODUCER, Hub, config_text, start_receiver
+from tests.api.conftest import ADMIN, PRODUCER, Hub, config_text, running_hub, start_receiver
 
 Response = tuple[int, dict[str, str], bytes]
 
@@ -387,6 +387,7 @@ async def test_trailers_are_not_headers(hub: Hub) -> None:
     b"POST /v1/events HTTP/1.1\r\n",  # no Host
     b"POST /v1/events HTTP/1.1\r\nHost: a\r\nHost: b\r\n",
     b"POST /v1/events HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Type: text/plain\r\n",
+    b"POST /v1/events HTTP/1.1\r\nHost: a\r\nContent-Range: bytes 0-1/2\r\nContent-Range: bytes 0-1/2\r\n",
 ])
 async def test_a_head_aiohttp_refuses_is_refused_by_aiohttp(hub: Hub, head: bytes) -> None:
     reader, writer = await connect(hub.daemon.bound_port)
@@ -426,3 +427,60 @@ async def test_stop_does_not_wait_for_a_request_still_arriving(tmp_path: Path) -
         await daemon.stop()
         assert asyncio.get_running_loop().time() - started < 1.0
         assert await closed_by_server(reader, 3.0)
+
+
+async def test_a_head_trickling_in_is_idle(idle_front: int) -> None:
+    reader, writer = await connect(idle_front)
+    with contextlib.suppress(ConnectionError):
+        for byte in b"POST /v1/events HTTP/1.1\r\nHost: a\r\n":  # a byte every 0.1 s, 0.2 s keep-alive timeout
+            writer.write(bytes([byte]))
+            await asyncio.sleep(0.1)
+            if reader.at_eof():
+                break
+    assert await closed_by_server(reader, 3.0)
+
+
+def chunked(body: bytes, size: int, trailers: bytes = b"") -> bytes:
+    parts = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + size]), body[i:i + size]) for i in range(0, len(body), size))
+    return (b"POST /v1/events HTTP/1.1\r\nHost: a\r\nx-api-key: " + PRODUCER.encode()
+            + b"\r\nTransfer-Encoding: chunked\r\n\r\n" + parts + b"0\r\n" + trailers + b"\r\n")
+
+
+async def test_trailers_are_held_to_aiohttps_header_rules(hub: Hub) -> None:
+    reader, writer = await connect(hub.daemon.bound_port)
+    writer.write(chunked(event("pr.t").encode(), 1000, b"Content-Type: a\r\nContent-Type: b\r\n"))
+    status, _, body = await read_response(reader)
+    assert status == 400 and b"could not be read as HTTP" in body
+    assert await stored(hub) == []
+
+
+async def test_a_body_in_tiny_chunks_within_the_limit_is_accepted(hub: Hub) -> None:
+    limit = hub.daemon.config.settings.server.max_body_bytes
+    body = json.dumps({"event": "pr.tiny", "payload": {"pad": "x" * (limit - 200)}}).encode()
+    reader, writer = await connect(hub.daemon.bound_port)
+    writer.write(chunked(body, 16))  # framing alone is over a third of the body
+    status, _, answer = await read_response(reader)
+    assert status == 202 and json.loads(answer)["event"] == "pr.tiny"
+
+
+async def test_a_refusal_and_a_broken_chunk_in_one_read_answer_once(hub: Hub, caplog: pytest.LogCaptureFixture) -> None:
+    limit = hub.daemon.config.settings.server.max_body_bytes
+    reader, writer = await connect(hub.daemon.bound_port)
+    writer.write(b"POST /v1/events HTTP/1.1\r\nHost: a\r\nx-api-key: " + PRODUCER.encode()
+                 + b"\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n" % (limit + 1) + b" " * (limit + 1)
+                 + b"\r\nnot a chunk size\r\n")
+    status, _, _ = await read_response(reader)
+    assert status == 413
+    assert await closed_by_server(reader)
+    assert not [r for r in caplog.records if "Fatal error" in r.getMessage()]
+
+
+async def test_a_keys_rate_counts_pipelined_requests_in_their_order(tmp_path: Path) -> None:
+    extra = '[[keys]]\nname = "rated"\nkey = "rated-key-for-front-tests-0001"\nevents = ["*"]\nrate = "1/h"\n'
+    async with running_hub(tmp_path, extra) as hub:
+        reader, writer = await connect(hub.daemon.bound_port)
+        oversized = (b"POST /v1/events HTTP/1.1\r\nHost: a\r\nx-api-key: rated-key-for-front-tests-0001\r\n"
+                     b"Content-Length: 99999999\r\n\r\n")
+        writer.write(post(event("pr.first"), key="rated-key-for-front-tests-0001") + oversized)
+        assert (await read_response(reader))[0] == 202  # the first request had the key's one token
+        assert (await read_response(reader))[0] == 429

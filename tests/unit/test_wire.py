@@ -215,3 +215,112 @@ async def test_a_refused_connection_is_a_wire_error_in_the_systems_words(pool: W
     with pytest.raises(WireError) as caught:
         await pool.request("POST", url(port), {}, b"x")
     assert str(caught.value)
+
+
+async def answer_once(reply: bytes) -> Callable[[Receiver, asyncio.StreamReader, asyncio.StreamWriter],
+                                                Awaitable[None]]:
+    async def script(r: Receiver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await r.read_request(reader)
+        writer.write(reply)
+        await writer.drain()
+        await reader.read()
+
+    return script
+
+
+@pytest.mark.parametrize(("reply", "error"), [
+    (b"HTTP/1.1 200 OK\r\nX-Endless: " + b"a" * 200_000, "head is over 64 KiB"),
+    (b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(200)) + b"\r\n", "over 128 headers"),
+])
+async def test_a_head_past_the_limits_is_an_error_not_a_burden(pool: WirePool, reply: bytes, error: str) -> None:
+    async with receiver(await answer_once(reply)) as r:
+        with pytest.raises(WireError, match=error):
+            await asyncio.wait_for(pool.request("POST", url(r.port), {}, b"x"), 5)
+
+
+async def test_trailers_are_not_headers(pool: WirePool) -> None:
+    async with receiver(await answer_once(b"HTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                          b"2\r\nno\r\n0\r\nRetry-After: 3600\r\n\r\n")) as r:
+        reply = await pool.request("POST", url(r.port), {}, b"x")
+        assert reply.status == 503 and reply.body == b"no" and "Retry-After" not in reply.headers
+
+
+async def test_bytes_past_the_reply_leave_the_connection_out_of_the_pool(pool: WirePool) -> None:
+    """A stray second reply in the same read as the first is not the next request's answer."""
+    async def script(r: Receiver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await r.read_request(reader)
+        if r.connections == 1:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 500 Stale\r\nRetry-")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(b"After: 3600\r\nContent-Length: 5\r\n\r\nstale")
+        else:
+            writer.write(b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\n\r\nfresh")
+        await reader.read()
+
+    async with receiver(script) as r:
+        first = await pool.request("POST", url(r.port), {}, b"x")
+        assert (first.status, first.body, "Retry-After" in first.headers) == (200, b"ok", False)
+        await asyncio.sleep(0.1)
+        second = await pool.request("POST", url(r.port), {}, b"x")
+        assert (second.status, second.body) == (201, b"fresh") and r.connections == 2
+
+
+async def test_a_request_is_sent_again_at_most_once(pool: WirePool) -> None:
+    """Every kept-alive connection drops the next request unanswered: one attempt, at most two sends."""
+    async def script(r: Receiver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await r.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        await r.read_request(reader)  # read, acted on, never answered
+
+    async with receiver(script) as r:
+        await asyncio.gather(*(pool.request("POST", url(r.port), {}, b"x") for _ in range(6)))
+        before = len(r.heads)
+        # a reused connection fails unanswered, the one retry goes to a new connection, which answers
+        assert (await pool.request("POST", url(r.port), {}, b"x")).status == 200
+        assert len(r.heads) - before == 2
+
+
+class CountingResolver:
+    """Answers from a table, counting lookups (slowly, so that concurrent ones overlap)."""
+
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = answers
+        self.calls = 0
+
+    async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[dict[str, object]]:
+        self.calls += 1
+        await asyncio.sleep(0.05)
+        return [{"hostname": host, "host": ip, "port": port, "family": 10 if ":" in ip else 2, "proto": 0,
+                 "flags": 0} for ip in self.answers[host]]
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_lookups_are_shared_and_kept_and_the_next_address_is_tried() -> None:
+    from alertd.netguard import GuardedResolver
+
+    names = CountingResolver({"hook.test": ["127.0.0.2", "127.0.0.1"]})  # nothing listens on 127.0.0.2
+    pool = WirePool(LOOPBACK, GuardedResolver(LOOPBACK, names))  # type: ignore[arg-type]
+    try:
+        async with receiver(ok_forever) as r:
+            target = validate_url(f"http://hook.test:{r.port}/h", LOOPBACK)
+            replies = await asyncio.gather(*(pool.request("POST", target, {}, b"x") for _ in range(10)))
+            assert {reply.status for reply in replies} == {200} and names.calls == 1
+            assert b"Host: hook.test:%d\r\n" % r.port in r.heads[0]
+    finally:
+        await pool.close()
+
+
+async def test_a_trailing_dot_is_not_sent() -> None:
+    from alertd.netguard import GuardedResolver
+
+    pool = WirePool(LOOPBACK, GuardedResolver(LOOPBACK, CountingResolver({"hook.test.": ["127.0.0.1"]})))  # type: ignore[arg-type]
+    try:
+        async with receiver(ok_forever) as r:
+            await pool.request("POST", validate_url(f"http://hook.test.:{r.port}/h", LOOPBACK), {}, b"x")
+            assert b"Host: hook.test:%d\r\n" % r.port in r.heads[0]
+    finally:
+        await pool.close()
