@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from aiohttp import InvalidUrlClientError
@@ -51,11 +53,11 @@ class Receiver:
 
 @contextlib.asynccontextmanager
 async def receiver(script: Callable[[Receiver, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-                   ) -> AsyncIterator[Receiver]:
+                   tls: ssl.SSLContext | None = None) -> AsyncIterator[Receiver]:
     box: list[Receiver] = []
     r = Receiver(lambda reader, writer: script(box[0], reader, writer))
     box.append(r)
-    server = await asyncio.start_server(r._serve, "127.0.0.1", 0)
+    server = await asyncio.start_server(r._serve, "127.0.0.1", 0, ssl=tls)
     r.port = server.sockets[0].getsockname()[1]
     try:
         yield r
@@ -324,3 +326,26 @@ async def test_a_trailing_dot_is_not_sent() -> None:
             assert b"Host: hook.test:%d\r\n" % r.port in r.heads[0]
     finally:
         await pool.close()
+
+
+async def test_https_verifies_against_the_trust_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.reliability.helpers import self_signed_cert
+
+    made = self_signed_cert(tmp_path)
+    if made is None:
+        pytest.skip("no openssl to make a certificate with")
+    cert, key = made
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async with receiver(ok_forever, context) as r:
+        target = validate_url(f"https://127.0.0.1:{r.port}/h", LOOPBACK)
+        untrusting = WirePool(LOOPBACK)  # the system's trust store does not know this certificate
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await untrusting.request("POST", target, {}, b"x")
+        await untrusting.close()
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # what an operator's private CA would be
+        trusting = WirePool(LOOPBACK)
+        reply = await trusting.request("POST", target, {}, b"secret")
+        assert (reply.status, reply.body) == (200, b"secret")
+        await trusting.close()
