@@ -44,10 +44,10 @@ log = structlog.get_logger("alertd.api")
 INGEST_PATH = b"/v1/events"
 # aiohttp's limits for the same connection (build_app's handler_args and its default header count): a head
 # past them is handed over, and aiohttp refuses it as it always has
-MAX_URL = 8190
+MAX_URL = 8192
 MAX_FIELD = 16384
 MAX_HEADERS = 128
-KEEPALIVE_TIMEOUT = 75.0  # aiohttp's default, given to both: an idle connection closes after as long either way
+KEEPALIVE_TIMEOUT = 75.0  # nginx's (aiohttp's own is an hour), given to both: idle closes alike either way
 MAX_PIPELINED = 64  # answers owed on one connection before it is read further: a client that never reads
 SWEEP_INTERVAL = 5.0
 LINGER_S = 5.0  # after a closing answer, how long what the client still sends is read and dropped
@@ -57,7 +57,9 @@ _READ_ANYWAY = {b"x-api-key", b"authorization", b"content-length"}
 # the headers aiohttp's parser refuses to see twice
 _SINGLE = frozenset({b"host", b"content-type", b"user-agent", b"content-location", b"content-range", b"etag",
                      b"server", b"max-forwards"})
-MAX_HEAD_BYTES = 64 * 1024  # read without the head ending: past this, the head is aiohttp's to judge
+# read without the head ending (counted from the read after the one the request began in): past this, the
+# head is aiohttp's to judge
+MAX_HEAD_BYTES = 64 * 1024
 
 
 class Front:
@@ -210,7 +212,8 @@ class Connection(asyncio.Protocol):
             if not self.headers_done and self.read_in_message > MAX_HEAD_BYTES:
                 self.hand_over = True
             elif self.headers_done and self.read_in_message - self.body_size > MAX_HEAD_BYTES + 16 * self.chunks_seen:
-                self._too_large()  # chunk framing and trailers past any honest size (httptools holds a trailer whole)
+                # chunk framing and trailers past any honest size (httptools holds a trailer whole)
+                self._refuse(400, "bad_request", "the chunked body's framing and trailers are too large")
                 return
         if self.hand_over:
             self._hand_over()
@@ -235,8 +238,8 @@ class Connection(asyncio.Protocol):
 
     def _hand_over(self) -> None:
         if self.chunks is None:
-            self._refuse(400, "bad_request", "a request that follows POST /v1/events in the same packet "
-                                             "must be POST /v1/events too; send it after the answer")
+            self._refuse(400, "bad_request", "a request that follows another in the same packet must be a "
+                                             "plain POST /v1/events; send it after the answer")
         elif self.owed:
             self.closing = True  # nothing more is read here: aiohttp reads on once the answers are out
             self._read_or_not()

@@ -99,9 +99,13 @@ class WebhookChannel(BaseChannel):
         super().__init__(config, http)
         secrets = [s.get_secret_value() for s in [config.secret, *config.previous_secrets] if s is not None]
         self._standard_keys = [decode_standard_secret(s) for s in secrets] if config.signing == "standard" else []
-        # the same on every attempt: built once, not per send
-        self._static_headers = {"content-type": "application/json", "user-agent": "alertd",
-                                **{k: v.get_secret_value() for k, v in config.headers.items()}}
+        # the same on every attempt: built once, not per send. A configured User-Agent, in any case,
+        # replaces alertd's (header names are case-insensitive: both would go out otherwise)
+        configured = {k: v.get_secret_value() for k, v in config.headers.items()}
+        ours = {"content-type": "application/json"}
+        if not any(k.lower() == "user-agent" for k in configured):
+            ours["user-agent"] = "alertd"
+        self._static_headers = {**ours, **configured}
 
     async def send(self, message: Message) -> Outcome:
         body = webhook_body(message)

@@ -62,6 +62,7 @@ class _Connection(asyncio.Protocol):
         self.used = False  # a request was sent on it
         self.early: Reply | None = None
         self.stray = False  # bytes past the reply, which no request asked for: the connection is not reusable
+        self.head_bytes = 0  # read since the request went out (or the connection opened) while no head has ended
         self._reset()
 
     def _reset(self) -> None:
@@ -70,7 +71,6 @@ class _Connection(asyncio.Protocol):
         self.headers: CIMultiDict[str] = CIMultiDict()
         self.body: list[bytes] = []
         self.size = 0
-        self.head_bytes = 0
         self.head_done = False  # the head of a final (not 1xx) reply
         self.in_head = True
         self.keep_alive = False
@@ -101,7 +101,8 @@ class _Connection(asyncio.Protocol):
         if self.stray or (self.used and self.waiter is None):  # nothing asked: see on_message_begin
             self._abort()
             return
-        self.head_bytes += len(data)
+        if self.in_head:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -189,6 +190,7 @@ class _Connection(asyncio.Protocol):
             raise WireError("the receiver closed the connection before answering")
         self.waiter = asyncio.get_running_loop().create_future()
         self.received = False
+        self.head_bytes = 0
         self._reset()
         self.transport.write(request)
         return await self.waiter
@@ -204,7 +206,7 @@ class WirePool:
         self.limit = limit
         self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
         self._tls: ssl.SSLContext | None = None
-        self._last_sweep = time.monotonic()
+        self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
         self._dns: dict[tuple[str, int], tuple[float, list[ResolveResult]]] = {}
         self._resolving: dict[tuple[str, int], asyncio.Future[list[ResolveResult]]] = {}
@@ -225,7 +227,8 @@ class WirePool:
                 connection._abort()
                 # A kept-alive connection the receiver closed just as it was reused (its idle timeout): once,
                 # on a new connection. Nothing of the request was answered, and the webhook-id it carries lets
-                # a receiver that did act on it dedupe (Go's client retries such requests on the same grounds).
+                # a receiver that did act on it dedupe (Go's client retries, on a reused connection, the requests
+                # it considers idempotent: those with an Idempotency-Key, which the webhook-id is in all but name).
                 if reused and not connection.received:
                     connection, reused = None, False
                     continue
@@ -256,16 +259,21 @@ class WirePool:
         idle.append(connection)
         if len(idle) > MAX_IDLE_PER_ORIGIN:
             idle.popleft()._abort()
-        if now - self._last_sweep > IDLE_S:
-            self._sweep(now)
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(IDLE_S, self._sweep)
 
-    def _sweep(self, now: float) -> None:
-        self._last_sweep = now
+    def _sweep(self) -> None:
+        """Close what has been idle IDLE_S, every IDLE_S while anything is idle: a channel that stops sending
+        does not keep its sockets open until the receiver closes them."""
+        self._sweeper = None
+        now = time.monotonic()
         for origin, idle in list(self._idle.items()):
             while idle and (idle[0].closed or now - idle[0].idle_since >= IDLE_S):
                 idle.popleft()._abort()
             if not idle:
                 del self._idle[origin]
+        if self._idle and not self._closed:
+            self._sweeper = asyncio.get_running_loop().call_later(IDLE_S, self._sweep)
 
     async def _connect(self, url: URL) -> _Connection:
         """A new connection to the first address of the name that takes it. Failures as WireError with the
@@ -331,6 +339,8 @@ class WirePool:
 
     async def close(self) -> None:
         self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for idle in self._idle.values():
             for connection in idle:
                 connection._abort()

@@ -20,8 +20,8 @@ from alertd.store.migrations import migrate
 T = TypeVar("T")
 MAX_BATCH_JOBS = 2000
 CHECKPOINT_EVERY_COMMITS = 200
-# Under `synchronous = full` a COMMIT waits for an fsync. On a disk that syncs in well under a millisecond
-# (this machine: ~0.3 ms) it runs on the loop: handing it to a thread costs more than it blocks, because the
+# Under `synchronous = full` a COMMIT waits for an fsync. While that averages under INLINE_SYNC_MAX_S (this
+# machine: ~0.3 ms) it runs on the loop: handing it to a thread costs more than it blocks, because the
 # result comes back only when the busy loop thread next lets go of the GIL (measured: 11.4-12.9k durable
 # req/s through a thread, 15.6-16.4k on the loop). A slower disk would stall every connection for as long,
 # so past INLINE_SYNC_MAX_S on average the fsync moves off the loop.
@@ -58,8 +58,9 @@ def connect(path: Path, synchronous: str, *, readonly: bool = False) -> sqlite3.
 class Writer:
     """Runs on the event loop: `submit` queues a write op; a writer task takes everything queued since
     its last commit and runs it as one transaction. Running the ops on the loop (not a thread) spares
-    every commit a wait for the GIL, which under load is most of a request's latency; only what blocks
-    on the disk leaves the loop: the fsync of a `synchronous = full` commit, and checkpoints."""
+    every commit a wait for the GIL, which under load is most of a request's latency. Only checkpoints
+    leave the loop, and under `synchronous = full` the COMMIT too while its fsync averages over
+    INLINE_SYNC_MAX_S."""
 
     def __init__(self, path: Path, synchronous: str) -> None:
         self.path = path
@@ -177,7 +178,7 @@ class Writer:
                 self._commits_since_probe = 0
             else:
                 # a slow disk: the fsync leaves the loop; nothing else touches this connection until it returns.
-                # Every PROBE_EVERY_COMMITS-th runs on the loop after all, to notice when the disk is fast again
+                # After PROBE_EVERY_COMMITS of these, one runs on the loop, to notice when the disk is fast again
                 # (timed in the thread, the wait for the GIL on the way back would count too)
                 self._commits_since_probe += 1
                 await asyncio.to_thread(conn.execute, "COMMIT")

@@ -151,3 +151,17 @@ async def test_the_request_is_a_signed_json_post(receiver, http):
 def test_config_cannot_forge_owned_or_broken_headers(headers):
     with pytest.raises(ValueError, match="header"):
         WebhookConfig(name="h", url="http://127.0.0.1/", headers=headers)
+
+
+@pytest.mark.parametrize("name", ["User-Agent", "user-agent", "USER-AGENT"])
+async def test_a_configured_user_agent_replaces_alertds_in_any_case(http, receiver, name):
+    base, seen, _ = receiver
+    hook = channel(http, f"{base}/200", headers={name: "ci-bot/1"})
+    await hook.send(MESSAGE)
+    assert seen[-1].headers.getall("User-Agent") == ["ci-bot/1"]
+
+
+async def test_alertds_user_agent_when_none_is_configured(http, receiver):
+    base, seen, _ = receiver
+    await channel(http, f"{base}/200").send(MESSAGE)
+    assert seen[-1].headers.getall("User-Agent") == ["alertd"]

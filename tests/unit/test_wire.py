@@ -349,3 +349,20 @@ async def test_https_verifies_against_the_trust_store(tmp_path: Path, monkeypatc
         reply = await trusting.request("POST", target, {}, b"secret")
         assert (reply.status, reply.body) == (200, b"secret")
         await trusting.close()
+
+
+async def test_idle_connections_are_closed_on_a_timer(pool: WirePool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A channel that stops sending does not keep its sockets open until the receiver closes them."""
+    monkeypatch.setattr(wire, "IDLE_S", 0.1)
+    closed = asyncio.Event()
+
+    async def script(r: Receiver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await r.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        await reader.read()  # until alertd closes it
+        closed.set()
+
+    async with receiver(script) as r:
+        await pool.request("POST", url(r.port), {}, b"x")
+        await asyncio.wait_for(closed.wait(), 2)
