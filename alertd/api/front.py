@@ -47,7 +47,9 @@ INGEST_PATH = b"/v1/events"
 MAX_URL = 8192
 MAX_FIELD = 16384
 MAX_HEADERS = 128
-KEEPALIVE_TIMEOUT = 75.0  # nginx's (aiohttp's own is an hour), given to both: idle closes alike either way
+# aiohttp's own default, given to both so idle closes alike: longer than any load balancer's idle timeout, so
+# that the balancer, not alertd, closes a kept-alive connection (else it may send on one alertd just closed)
+KEEPALIVE_TIMEOUT = 3630.0
 MAX_PIPELINED = 64  # answers owed on one connection before it is read further: a client that never reads
 SWEEP_INTERVAL = 5.0
 LINGER_S = 5.0  # after a closing answer, how long what the client still sends is read and dropped
