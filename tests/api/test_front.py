@@ -11,13 +11,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from alertd.api.front import MAX_PIPELINED, Front
-from alertd.config import load_config
-from alertd.daemon import Daemon
-from tests.api.conftest import ADMIN, PRODUCER, Hub, config_text, running_hub, start_receiver
+from tests.api.conftest import ADMIN, PRODUCER, Hub, running_hub
 
 Response = tuple[int, dict[str, str], bytes]
 
@@ -330,26 +327,9 @@ async def test_idle_and_stalled_connections_are_closed_after_the_keepalive_timeo
     assert await closed_by_server(stalled_reader, 3.0)
 
 
-@contextlib.asynccontextmanager
-async def own_daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
-    """A daemon of the test's own, for tests that stop it themselves."""
-    async def receive(request: aiohttp.web.Request) -> aiohttp.web.Response:
-        return aiohttp.web.Response()
-
-    runner, receiver_url = await start_receiver(receive)
-    path = tmp_path / "alertd.toml"
-    path.write_text(config_text(tmp_path, receiver_url))
-    daemon = Daemon(load_config(path))
-    await daemon.start()
-    try:
-        yield daemon
-    finally:
-        await daemon.stop()
-        await runner.cleanup()
-
-
 async def test_stop_closes_the_front_connections_after_their_answers(tmp_path: Path) -> None:
-    async with own_daemon(tmp_path) as daemon:
+    async with running_hub(tmp_path, "") as hub:  # the test stops the daemon itself; a second stop is a no-op
+        daemon = hub.daemon
         idle_reader, idle_writer = await connect(daemon.bound_port)
         idle_writer.write(post(event("pr.kept")))
         assert (await read_response(idle_reader))[0] == 202  # now idle, kept alive
@@ -419,7 +399,8 @@ async def test_a_request_arriving_slowly_is_not_idle(idle_front: int) -> None:
 
 
 async def test_stop_does_not_wait_for_a_request_still_arriving(tmp_path: Path) -> None:
-    async with own_daemon(tmp_path) as daemon:
+    async with running_hub(tmp_path, "") as hub:
+        daemon = hub.daemon
         reader, writer = await connect(daemon.bound_port)
         writer.write(b"POST /v1/events HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n{")  # never finished
         await asyncio.sleep(0.05)

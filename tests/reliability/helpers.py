@@ -207,6 +207,8 @@ class RawServer:
     bytes_sent: int = 0
     closed_by_peer: int = 0
     per_connection: list[int] = field(default_factory=list)
+    read_first: bool = True  # read a request before `behaviour` runs (False: it reads them, with next_request)
+    heads: list[bytes] = field(default_factory=list)  # the heads next_request read
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -225,8 +227,8 @@ class RawServer:
         assert task is not None
         self._tasks.add(task)
         try:
-            if await read_request(reader):
-                self.requests += 1
+            if not self.read_first or await read_request(reader):
+                self.requests += self.read_first
                 await self.behaviour(reader, writer, self)
         except (ConnectionError, asyncio.IncompleteReadError):
             self.closed_by_peer += 1
@@ -235,6 +237,13 @@ class RawServer:
         finally:
             self._tasks.discard(task)
             writer.transport.abort()
+
+    async def next_request(self, reader: asyncio.StreamReader) -> bytes:
+        """The next request's body; its head is kept in `heads`. IncompleteReadError once the peer is done."""
+        head = await reader.readuntil(b"\r\n\r\n")
+        self.heads.append(head)
+        self.requests += 1
+        return await reader.readexactly(_content_length(head))
 
     async def close(self) -> None:
         if self._server is not None:
@@ -252,14 +261,18 @@ async def read_request(reader: asyncio.StreamReader) -> bool:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10.0)
     except (asyncio.IncompleteReadError, TimeoutError):
         return False
-    length = 0
-    for line in head.decode("latin-1").split("\r\n")[1:]:
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
-            length = int(value.strip())
+    length = _content_length(head)
     if length:
         await reader.readexactly(length)
     return True
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            return int(value.strip())
+    return 0
 
 
 async def reset_after_headers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: RawServer) -> None:
@@ -324,6 +337,13 @@ class ConnectionCounter:
         with contextlib.suppress(ConnectionError):
             await writer.drain()
         writer.close()
+
+    async def next_request(self, reader: asyncio.StreamReader) -> bytes:
+        """The next request's body; its head is kept in `heads`. IncompleteReadError once the peer is done."""
+        head = await reader.readuntil(b"\r\n\r\n")
+        self.heads.append(head)
+        self.requests += 1
+        return await reader.readexactly(_content_length(head))
 
     async def close(self) -> None:
         if self._server is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,58 +15,19 @@ from aiohttp import InvalidUrlClientError
 from alertd.channels import wire
 from alertd.channels.wire import WireError, WirePool
 from alertd.netguard import BlockedTarget, NetPolicy, validate_url
+from tests.reliability.helpers import Behaviour, RawServer, self_signed_cert
 
 LOOPBACK = NetPolicy.from_strings(["127.0.0.0/8", "::1/128"])
-Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-class Receiver:
-    """Runs `script` for every connection; counts connections and keeps each request's head."""
-
-    def __init__(self, script: Script) -> None:
-        self.script = script
-        self.connections = 0
-        self.heads: list[bytes] = []
-        self.port = 0
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        task = asyncio.current_task()
-        assert task is not None
-        self.tasks.add(task)
-        try:
-            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-                await self.script(reader, writer)
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-
-    async def read_request(self, reader: asyncio.StreamReader) -> bytes:
-        head = await reader.readuntil(b"\r\n\r\n")
-        self.heads.append(head)
-        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                       if line.lower().startswith(b"content-length:")), 0)
-        return await reader.readexactly(length)
 
 
 @contextlib.asynccontextmanager
-async def receiver(script: Callable[[Receiver, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-                   tls: ssl.SSLContext | None = None) -> AsyncIterator[Receiver]:
-    box: list[Receiver] = []
-    r = Receiver(lambda reader, writer: script(box[0], reader, writer))
-    box.append(r)
-    server = await asyncio.start_server(r._serve, "127.0.0.1", 0, ssl=tls)
-    r.port = server.sockets[0].getsockname()[1]
+async def receiver(script: Behaviour, tls: ssl.SSLContext | None = None) -> AsyncIterator[RawServer]:
+    """A scripted receiver on 127.0.0.1; the script reads each request itself (RawServer.next_request)."""
+    server = await RawServer(script, read_first=False).start(tls)
     try:
-        yield r
+        yield server
     finally:
-        server.close()
-        for task in r.tasks:
-            task.cancel()
-        await asyncio.gather(*r.tasks, return_exceptions=True)
-        await server.wait_closed()
+        await server.close()
 
 
 @pytest.fixture
@@ -80,9 +41,9 @@ def url(port: int, path: str = "/hook", host: str = "127.0.0.1") -> object:
     return validate_url(f"http://{host}:{port}{path}", LOOPBACK)
 
 
-async def ok_forever(r: Receiver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def ok_forever(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r: RawServer) -> None:
     while True:
-        body = await r.read_request(reader)
+        body = await r.next_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
         await writer.drain()
 
@@ -105,11 +66,11 @@ async def test_userinfo_becomes_basic_auth_and_a_query_is_sent(pool: WirePool) -
 
 
 async def test_chunked_interim_and_close_delimited_replies(pool: WirePool) -> None:
-    async def script(r: Receiver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await r.read_request(reader)
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r: RawServer) -> None:
+        await r.next_request(reader)
         writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n"
                      b"Retry-After: 7\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
-        await r.read_request(reader)
+        await r.next_request(reader)
         writer.write(b"HTTP/1.1 202 Accepted\r\nConnection: close\r\n\r\nuntil the end")
 
     async with receiver(script) as r:
@@ -120,8 +81,8 @@ async def test_chunked_interim_and_close_delimited_replies(pool: WirePool) -> No
 
 
 async def test_only_a_prefix_of_an_endless_reply_is_read(pool: WirePool) -> None:
-    async def script(r: Receiver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await r.read_request(reader)
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r: RawServer) -> None:
+        await r.next_request(reader)
         writer.write(b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n")
         while True:
             writer.write(b"4000\r\n" + b"z" * 0x4000 + b"\r\n")
@@ -138,8 +99,8 @@ async def test_only_a_prefix_of_an_endless_reply_is_read(pool: WirePool) -> None
     b"SMTP ready\r\n\r\n",  # not HTTP
 ])
 async def test_a_broken_reply_is_a_wire_error(pool: WirePool, reply: bytes) -> None:
-    async def script(r: Receiver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await r.read_request(reader)
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r: RawServer) -> None:
+        await r.next_request(reader)
         writer.write(reply)
 
     async with receiver(script) as r:
@@ -148,8 +109,8 @@ async def test_a_broken_reply_is_a_wire_error(pool: WirePool, reply: bytes) -> N
 
 
 async def test_a_kept_alive_connection_closed_by_the_receiver_is_replaced_once(pool: WirePool) -> None:
-    async def script(r: Receiver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await r.read_request(reader)
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r: RawServer) -> None:
+        await r.next_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
         await writer.drain()
         with contextlib.suppress(asyncio.IncompleteReadError):
@@ -162,22 +123,22 @@ async def test_a_kept_alive_connection_closed_by_the_receiver_is_replaced_once(p
 
 
 async def test_a_reply_sent_before_the_request_counts(pool: WirePool) -> None:
-    async def script(r: Receiver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r: RawServer) -> None:
         writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
         await writer.drain()
-        await r.read_request(reader)
+        await r.next_request(reader)
 
     async with receiver(script) as r:
         assert (await pool.request("POST", url(r.port), {}, b"x")).status == 204
 
 
 async def test_a_cancelled_exchange_does_not_leave_its_connection_for_reuse(pool: WirePool) -> None:
-    async def script(r: Receiver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await r.read_request(reader)
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r: RawServer) -> None:
+        await r.next_request(reader)
         if r.connections == 1:
             await asyncio.sleep(10)  # the first request hangs
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        await r.read_request(reader)
+        await r.next_request(reader)
 
     async with receiver(script) as r:
         with pytest.raises(TimeoutError):
@@ -219,10 +180,9 @@ async def test_a_refused_connection_is_a_wire_error_in_the_systems_words(pool: W
     assert str(caught.value)
 
 
-async def answer_once(reply: bytes) -> Callable[[Receiver, asyncio.StreamReader, asyncio.StreamWriter],
-                                                Awaitable[None]]:
-    async def script(r: Receiver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await r.read_request(reader)
+async def answer_once(reply: bytes) -> Behaviour:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r: RawServer) -> None:
+        await r.next_request(reader)
         writer.write(reply)
         await writer.drain()
         await reader.read()
@@ -249,8 +209,8 @@ async def test_trailers_are_not_headers(pool: WirePool) -> None:
 
 async def test_bytes_past_the_reply_leave_the_connection_out_of_the_pool(pool: WirePool) -> None:
     """A stray second reply in the same read as the first is not the next request's answer."""
-    async def script(r: Receiver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await r.read_request(reader)
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r: RawServer) -> None:
+        await r.next_request(reader)
         if r.connections == 1:
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 500 Stale\r\nRetry-")
             await writer.drain()
@@ -270,11 +230,11 @@ async def test_bytes_past_the_reply_leave_the_connection_out_of_the_pool(pool: W
 
 async def test_a_request_is_sent_again_at_most_once(pool: WirePool) -> None:
     """Every kept-alive connection drops the next request unanswered: one attempt, at most two sends."""
-    async def script(r: Receiver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await r.read_request(reader)
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r: RawServer) -> None:
+        await r.next_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
         await writer.drain()
-        await r.read_request(reader)  # read, acted on, never answered
+        await r.next_request(reader)  # read, acted on, never answered
 
     async with receiver(script) as r:
         await asyncio.gather(*(pool.request("POST", url(r.port), {}, b"x") for _ in range(6)))
@@ -329,8 +289,6 @@ async def test_a_trailing_dot_is_not_sent() -> None:
 
 
 async def test_https_verifies_against_the_trust_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.reliability.helpers import self_signed_cert
-
     made = self_signed_cert(tmp_path)
     if made is None:
         pytest.skip("no openssl to make a certificate with")
@@ -356,8 +314,8 @@ async def test_idle_connections_are_closed_on_a_timer(pool: WirePool, monkeypatc
     monkeypatch.setattr(wire, "IDLE_S", 0.1)
     closed = asyncio.Event()
 
-    async def script(r: Receiver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await r.read_request(reader)
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r: RawServer) -> None:
+        await r.next_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
         await writer.drain()
         await reader.read()  # until alertd closes it
