@@ -205,7 +205,7 @@ class Daemon:
         if self.runner is not None:
             await self.runner.cleanup()  # the connections handed to aiohttp
         if self.http is not None:
-            await self.http.wire.close()
+            await self.http.close()
         if self.session is not None:
             await self.session.close()
         for sock in self._sockets:  # served ones are closed with their server already; this is for a failed start

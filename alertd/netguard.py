@@ -204,12 +204,18 @@ class GuardedResolver(AbstractResolver):
             await self._inner.close()
 
 
+def check_connect(policy: NetPolicy, address: str) -> None:
+    """The connect-time backstop, for aiohttp's connector and the webhook client (channels/wire.py) alike: the
+    resolver refuses such names whole, so this fires only if an address got past it."""
+    if not policy.address_allowed(address):
+        raise BlockedConnection(f"connection to {address} refused: not a public address and not in "
+                                "net.allow_private")
+
+
 def _guarded_socket_factory(policy: NetPolicy) -> Callable[[AddrInfo], socket.socket]:
     def factory(addr_info: AddrInfo) -> socket.socket:
         family, type_, proto, _, address = addr_info
-        if not policy.address_allowed(address[0]):
-            raise BlockedConnection(f"connection to {address[0]} refused: not a public address "
-                                    "and not in net.allow_private")
+        check_connect(policy, address[0])
         return socket.socket(family=family, type=type_, proto=proto)
 
     return factory

@@ -66,10 +66,16 @@ ROUTES: list[tuple[str, str, Handler]] = [
 ]
 
 
+# aiohttp's parser limits for a request line and a header; the ingest front (front.py) hands over past them
+MAX_LINE_SIZE = 8192
+MAX_FIELD_SIZE = 16384
+
+
 def build_app(runtime: Runtime) -> web.Application:
     limit = runtime.config.server.max_body_bytes
     # no middlewares: every route is added inside `guarded` instead (guard.py says why)
-    app = web.Application(client_max_size=limit, handler_args={"max_field_size": 16384, "max_line_size": 8192})
+    app = web.Application(client_max_size=limit, handler_args={"max_field_size": MAX_FIELD_SIZE,
+                                                               "max_line_size": MAX_LINE_SIZE})
     app[RUNTIME] = runtime
     app[MAX_BODY] = limit
     for method, path, handler in ROUTES:

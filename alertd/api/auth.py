@@ -5,29 +5,16 @@ from __future__ import annotations
 import math
 import time
 
-from aiohttp import web
-
-from alertd.api.errors import ApiError, error_response
-from alertd.api.state import API_KEY, RUNTIME
+from alertd.api.errors import ApiError
 from alertd.auth import ApiKey, presented_key
 from alertd.live import Live
 
 BEARER = {"WWW-Authenticate": "Bearer"}  # the challenge of every 401 (API keys, metrics tokens)
 
 
-def authenticate(request: web.Request, path: str) -> web.Response | None:
-    """None, with the caller's key in request[API_KEY], when it may go on; else the refusal to answer."""
-    try:
-        request[API_KEY] = admit(request.app[RUNTIME].live, request.headers.get("x-api-key"),
-                                 request.headers.get("Authorization"), path)
-    except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
-    return None
-
-
 def admit(live: Live, x_api_key: str | None, authorization: str | None, path: str) -> ApiKey:
     """The key the headers present, if it may call `path` now; else the refusal, raised. No HTTP objects:
-    the ingest front (front.py) admits with it too."""
+    the route guard and the ingest front (front.py) both admit with it."""
     presented = presented_key(x_api_key, authorization)
     if presented is None:
         raise ApiError(401, "unauthorized", "missing API key: send x-api-key or Authorization: Bearer",

@@ -34,8 +34,8 @@ def refuse_when_stopping(runtime: Runtime) -> None:
 
 async def accept_body(runtime: Runtime, key: ApiKey, body: bytes) -> tuple[int, Any]:
     """A producer's body → (status, JSON answer), once every event in it is committed; a refusal is raised.
-    No HTTP objects: the aiohttp route and the ingest front (front.py) both answer with it."""
-    refuse_when_stopping(runtime)
+    No HTTP objects: the aiohttp route and the ingest front (front.py) both answer with it; each refuses
+    first while alertd is stopping (refuse_when_stopping), the route before it reads the body."""
     data = parse_json(body)
     try:
         envelopes = parse_batch(data, runtime.config.server.max_batch, runtime.live.snapshot.default_severity,

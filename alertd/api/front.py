@@ -19,6 +19,7 @@ earlier one (pipelining), and such a request, if it is not a plain ingest, is re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections import deque
@@ -31,21 +32,22 @@ import httptools
 import orjson
 import structlog
 
+from alertd.api.app import MAX_FIELD_SIZE, MAX_LINE_SIZE
 from alertd.api.auth import admit
 from alertd.api.errors import error_body
-from alertd.api.events import RETRY_AFTER, accept_body, refuse_when_stopping
+from alertd.api.events import accept_body, refuse_when_stopping
+from alertd.api.guard import ERROR_CODES, failure, refusal, too_large, unreadable
 from alertd.api.state import Runtime
 from alertd.auth import ApiKey
 from alertd.errors import RequestError
-from alertd.store import StoreUnavailable
 
 log = structlog.get_logger("alertd.api")
 
 INGEST_PATH = b"/v1/events"
 # aiohttp's limits for the same connection (build_app's handler_args and its default header count): a head
 # past them is handed over, and aiohttp refuses it as it always has
-MAX_URL = 8192
-MAX_FIELD = 16384
+MAX_URL = MAX_LINE_SIZE
+MAX_FIELD = MAX_FIELD_SIZE
 MAX_HEADERS = 128
 # aiohttp's own default, given to both so idle closes alike: longer than any load balancer's idle timeout, so
 # that the balancer, not alertd, closes a kept-alive connection (else it may send on one alertd just closed)
@@ -76,12 +78,19 @@ class Front:
         self.connections: set[Connection] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
+        self._emptied = asyncio.Event()  # set when the last connection goes (close waits for it)
         self._date = (0, b"")
 
     def __call__(self) -> Connection:
         if self._sweeper is None and not self._closed:
             self._schedule_sweep()
         return Connection(self)
+
+    def forget(self, connection: Connection) -> None:
+        """A connection closed, or handed to aiohttp."""
+        self.connections.discard(connection)
+        if not self.connections:
+            self._emptied.set()
 
     def date(self) -> bytes:
         now = int(time.time())
@@ -110,9 +119,10 @@ class Front:
             self._sweeper.cancel()
         for connection in list(self.connections):
             connection.close_when_answered()
-        deadline = time.monotonic() + timeout
-        while self.connections and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        if self.connections:
+            self._emptied.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._emptied.wait(), timeout)
         for connection in list(self.connections):
             connection.abort()
 
@@ -120,7 +130,7 @@ class Front:
 class _Answer:
     """One answer owed, in request order; `data` is None until its ingest has committed."""
 
-    __slots__ = ("close", "data", "task")
+    __slots__ = ("close", "data", "task")  # task: held here, as asyncio itself keeps only a weak reference
 
     def __init__(self, data: bytes | None = None, close: bool = False) -> None:
         self.data = data
@@ -153,7 +163,6 @@ class Connection(asyncio.Protocol):
         self.headers_done = False
         self.single_seen: set[bytes] = set()
         self.url = b""
-        self.head_size = 0
         self.header_count = 0
         self.api_key: str | None = None
         self.authorization: str | None = None
@@ -174,7 +183,7 @@ class Connection(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.front.connections.discard(self)
+        self.front.forget(self)
         self.closing = True
         # an ingest still committing finishes (its events are stored either way); its answer has no reader
 
@@ -215,7 +224,7 @@ class Connection(asyncio.Protocol):
                 self.hand_over = True
             elif self.headers_done and self.read_in_message - self.body_size > MAX_HEAD_BYTES + 16 * self.chunks_seen:
                 # chunk framing and trailers past any honest size (httptools holds a trailer whole)
-                self._refuse(400, "bad_request", "the chunked body's framing and trailers are too large")
+                self._bad_request("the chunked body's framing and trailers are too large")
                 return
         if self.hand_over:
             self._hand_over()
@@ -234,13 +243,13 @@ class Connection(asyncio.Protocol):
                 self.hand_over = True  # aiohttp's parser refuses it, in aiohttp's words, as before
             else:
                 log.warning("unparseable_request", error=type(exc).__name__, status=400)
-                self._refuse(400, "bad_request", f"the request could not be read as HTTP ({type(exc).__name__})")
+                self._bad_request(unreadable(type(exc).__name__))
                 return False
         return True
 
     def _hand_over(self) -> None:
         if self.chunks is None:
-            self._refuse(400, "bad_request", "a request that follows another in the same packet must be a "
+            self._bad_request("a request that follows another in the same packet must be a "
                                              "plain POST /v1/events; send it after the answer")
         elif self.owed:
             self.closing = True  # nothing more is read here: aiohttp reads on once the answers are out
@@ -262,7 +271,6 @@ class Connection(asyncio.Protocol):
         if self.hand_over:
             return
         self.url += url
-        self.head_size += len(url)
         if len(self.url) > MAX_URL:
             self.hand_over = True
 
@@ -273,7 +281,6 @@ class Connection(asyncio.Protocol):
             self._trailer(name, value)
             return
         self.header_count += 1
-        self.head_size += len(name) + len(value)
         if len(name) + len(value) > MAX_FIELD or self.header_count > MAX_HEADERS:
             self.hand_over = True
             return
@@ -307,7 +314,7 @@ class Connection(asyncio.Protocol):
         self.single_seen.add(name)
         if repeated or len(name) + len(value) > MAX_FIELD or self.header_count > MAX_HEADERS:
             log.warning("unparseable_request", error="BadHttpMessage", status=400)
-            self._refuse(400, "bad_request", "the request could not be read as HTTP (BadHttpMessage)")
+            self._bad_request(unreadable("BadHttpMessage"))
 
     def on_chunk_header(self) -> None:
         self.chunks_seen += 1
@@ -348,8 +355,7 @@ class Connection(asyncio.Protocol):
             # admitted here, in request order: a key's rate counts the requests as they came
             key = admit(self.front.runtime.live, self.api_key, self.authorization, "/v1/events")
         except RequestError as exc:
-            answer.data = self._response(exc.status, error_body(exc.code, exc.message), exc.headers, answer.close)
-            self._write_ready()
+            self._settle(answer, *refusal(exc))
         else:
             answer.task = asyncio.get_running_loop().create_task(self._ingest(answer, key, body))
         if answer.close:
@@ -365,16 +371,14 @@ class Connection(asyncio.Protocol):
         started = time.perf_counter()  # from admission on, as the route's timer runs inside the guard's auth
         headers: dict[str, str] | None = None
         try:
+            refuse_when_stopping(runtime)
             status, data = await accept_body(runtime, key, body)
-        except RequestError as exc:
-            status, data, headers = exc.status, error_body(exc.code, exc.message, exc.field), exc.headers
-        except StoreUnavailable:
-            status, data, headers = 503, error_body("store_unavailable", "the store cannot commit right now; "
-                                                    "nothing was changed"), RETRY_AFTER
-        except Exception:
-            log.exception("request_failed", method="POST", path="/v1/events")
-            status, data = 500, error_body("internal", "internal error; see the daemon's log")
+        except Exception as exc:  # answered as the route's guard answers it
+            status, data, headers = failure(exc, "POST", "/v1/events")
         runtime.metrics.ingest_finished(time.perf_counter() - started)
+        self._settle(answer, status, data, headers)
+
+    def _settle(self, answer: _Answer, status: int, data: Any, headers: dict[str, str] | None) -> None:
         answer.data = self._response(status, data, headers, answer.close)
         self._write_ready()
 
@@ -410,11 +414,14 @@ class Connection(asyncio.Protocol):
         else:
             self._read_or_not()
 
-    def _refuse(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def _refuse(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
         """Answer after whatever is owed, then close: the rest of the connection cannot be read safely."""
         self.closing = True
-        self.owed.append(_Answer(self._response(status, error_body(code, message), headers, True), close=True))
+        self.owed.append(_Answer(self._response(status, data, headers, True), close=True))
         self._write_ready()
+
+    def _bad_request(self, message: str) -> None:
+        self._refuse(400, error_body(ERROR_CODES[400], message))
 
     def _too_large(self) -> None:
         """The answers aiohttp's route gives the same request, in its order: the key first, then whether
@@ -424,10 +431,10 @@ class Connection(asyncio.Protocol):
             admit(runtime.live, self.api_key, self.authorization, "/v1/events")
             refuse_when_stopping(runtime)
         except RequestError as exc:
-            self._refuse(exc.status, exc.code, exc.message, exc.headers)
+            self._refuse(*refusal(exc))
             return
         runtime.metrics.ingest_finished(0.0)  # the route's timer sees its 413 too
-        self._refuse(413, "too_large", f"request body is larger than {self.front.max_body} bytes")
+        self._refuse(413, error_body("too_large", too_large(self.front.max_body)))
 
     def _read_or_not(self) -> None:
         transport = self.transport
@@ -446,7 +453,7 @@ class Connection(asyncio.Protocol):
     def _give_to_aiohttp(self) -> None:
         transport = self.transport
         assert transport is not None and self.chunks is not None
-        self.front.connections.discard(self)
+        self.front.forget(self)
         self.transport = None
         if transport.is_closing():
             return
@@ -471,7 +478,7 @@ class Connection(asyncio.Protocol):
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
-        self.front.connections.discard(self)
+        self.front.forget(self)
 
     def _close_transport(self, linger: bool = True) -> None:
         """Close after the last answer. A client may still be sending (the rest of a body refused as too
@@ -481,7 +488,7 @@ class Connection(asyncio.Protocol):
         self.closing = True
         transport = self.transport
         if transport is None or transport.is_closing():
-            self.front.connections.discard(self)
+            self.front.forget(self)
             return
         if not linger or self.lingering or not transport.can_write_eof():
             transport.close()

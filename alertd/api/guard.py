@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from alertd.api.auth import authenticate
-from alertd.api.errors import error_response
-from alertd.api.state import MAX_BODY
+from alertd.api.auth import admit
+from alertd.api.errors import error_body, error_response, json_response
+from alertd.api.state import API_KEY, MAX_BODY, RUNTIME
 from alertd.errors import RequestError
 from alertd.store import StoreUnavailable
 
@@ -37,35 +37,59 @@ def guarded(handler: Handler) -> Handler:
         try:
             path = request.path
             if path.startswith("/v1/"):
-                refusal = authenticate(request, path)
-                if refusal is not None:
-                    return refusal
+                request[API_KEY] = admit(request.app[RUNTIME].live, request.headers.get("x-api-key"),
+                                         request.headers.get("Authorization"), path)
             return await handler(request)
-        except RequestError as exc:  # ApiError and every domain refusal (ingest, changes, scheduler, replay)
-            return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
-        except StoreUnavailable:
-            # wherever a write could not commit: nothing was changed, and the client should come back
-            return error_response(503, "store_unavailable", "the store cannot commit right now; nothing was "
-                                  "changed", headers={"Retry-After": "5"})
+        except (RequestError, StoreUnavailable) as exc:
+            status, body, headers = refusal(exc)
+            return json_response(body, status, headers)
         except web.RequestPayloadError:
             # a body that does not decode as its Content-Encoding says (gzip named, plain bytes sent)
             return error_response(400, "invalid_body", "the body could not be decoded as its Content-Encoding "
                                   "says", "body")
         except web.HTTPRequestEntityTooLarge:
-            limit = request.app[MAX_BODY]
-            return error_response(413, "too_large", f"request body is larger than {limit} bytes")
+            return error_response(413, "too_large", too_large(request.app[MAX_BODY]))
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
             code = ERROR_CODES.get(exc.status, "error")
             allow = exc.headers.get("Allow")
             return error_response(exc.status, code, exc.reason or code, headers={"Allow": allow} if allow else None)
-        except Exception:
-            log.exception("request_failed", method=request.method, path=request.rel_url.path)
-            return error_response(500, "internal", "internal error; see the daemon's log")
+        except Exception as exc:
+            status, body, headers = failure(exc, request.method, request.rel_url.path)
+            return json_response(body, status, headers)
 
     setattr(guard, GUARDED, True)
     return guard
+
+
+Answer = tuple[int, dict[str, Any], dict[str, str] | None]  # status, JSON body, extra headers
+
+
+def refusal(exc: RequestError | StoreUnavailable) -> Answer:
+    """The answer to a refusal any handler may raise, for the guard and the ingest front (front.py) alike."""
+    if isinstance(exc, RequestError):  # ApiError and every domain refusal (ingest, changes, scheduler, replay)
+        return exc.status, error_body(exc.code, exc.message, exc.field), exc.headers
+    # wherever a write could not commit: nothing was changed, and the client should come back
+    return 503, error_body("store_unavailable", "the store cannot commit right now; nothing was changed"), \
+        {"Retry-After": "5"}
+
+
+def failure(exc: BaseException, method: str, path: str) -> Answer:
+    """Any exception: a refusal's answer, or a logged 500 that shows nothing of it."""
+    if isinstance(exc, RequestError | StoreUnavailable):
+        return refusal(exc)
+    log.error("request_failed", method=method, path=path, exc_info=exc)
+    return 500, error_body("internal", "internal error; see the daemon's log"), None
+
+
+def too_large(limit: int) -> str:
+    return f"request body is larger than {limit} bytes"
+
+
+def unreadable(kind: str) -> str:
+    """What a request that cannot be parsed is told: the kind of error only, never the offending bytes."""
+    return f"the request could not be read as HTTP ({kind})"
 
 
 def add_route(app: web.Application, method: str, path: str, handler: Handler,

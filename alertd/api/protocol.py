@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from alertd.api.errors import error_response
-from alertd.api.guard import ERROR_CODES
+from alertd.api.guard import ERROR_CODES, unreadable
 
 
 class _JsonErrorHandler(RequestHandler):
@@ -25,7 +25,7 @@ class _JsonErrorHandler(RequestHandler):
         else:
             kind = type(exc).__name__ if exc is not None else "malformed request"
             answer = error_response(status, ERROR_CODES.get(status, "bad_request"),
-                                    f"the request could not be read as HTTP ({kind})")
+                                    unreadable(kind))
         answer.force_close()
         return answer
 

@@ -17,14 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from yarl import URL
 
 from alertd.channels.escape import url_query_secrets, url_secret_parts
-from alertd.channels.wire import WireError, WirePool
+from alertd.channels.wire import MAX_RESPONSE_BYTES, HttpReply, WireError, WirePool
 from alertd.durations import parse_bounded_duration
 from alertd.model import Message
 from alertd.netguard import BlockedTarget, NetPolicy, redact_url, validate_url
 from alertd.render import MessageTemplate, compile_template
 from alertd.retry import parse_retry_after
 
-MAX_RESPONSE_BYTES = 64 * 1024
 MAX_ERROR_CHARS = 300
 CHANNEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 
@@ -53,13 +52,6 @@ class PermanentError(ChannelError):
 class Outcome:
     status: int | None = None
     detail: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class HttpReply:
-    status: int
-    body: bytes
-    headers: Mapping[str, str]
 
 
 class TemplateConfig(BaseModel):
@@ -125,7 +117,8 @@ def parse_rate(value: str) -> float:
 
 
 class HttpSender:
-    """The one outbound HTTP path: URL policy, no redirects, bounded response reading."""
+    """The one outbound HTTP helper: URL policy, no redirects, bounded response reading; over aiohttp's client,
+    or over the lean one (wire.py) for a channel that asks for it. Owns that one's connections: close() them."""
 
     def __init__(self, session: aiohttp.ClientSession, policy: NetPolicy, wire: WirePool | None = None) -> None:
         self.session = session
@@ -134,6 +127,10 @@ class HttpSender:
         # validate_url is a pure function of (url, policy); a channel sends to the same URL every time.
         # Names are still checked on every connect, by the resolver (no rebinding window).
         self._valid: dict[str, URL] = {}
+
+    async def close(self) -> None:
+        """The lean client's kept-alive connections (aiohttp's session is its owner's to close)."""
+        await self.wire.close()
 
     async def request(self, method: str, url: str, *, timeout: float, headers: Mapping[str, str] | None = None,
                       body: bytes | None = None, data: Any = None, wire: bool = False) -> HttpReply:
@@ -145,8 +142,7 @@ class HttpSender:
                 self._valid[url] = target
         if wire and body is not None:
             async with asyncio.timeout(timeout):
-                reply = await self.wire.request(method, target, headers or {}, body)
-            return HttpReply(reply.status, reply.body, reply.headers)
+                return await self.wire.request(method, target, headers or {}, body)
         async with self.session.request(
             method, target, headers=headers, data=body if body is not None else data,
             allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout),

@@ -17,23 +17,26 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import cast
 
 import aiohappyeyeballs
 import httptools
 from aiohttp import BasicAuth, InvalidUrlClientError
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.helpers import is_canonical_ipv4_address, is_ip_address  # aiohttp's own rule, kept alike
 from multidict import CIMultiDict
 from yarl import URL
 
-from alertd.netguard import BlockedConnection, BlockedTarget, GuardedResolver, NetPolicy
+from alertd.netguard import BlockedTarget, GuardedResolver, NetPolicy, check_connect
 
+MAX_RESPONSE_BYTES = 64 * 1024  # of a reply, read by either client: an endless body must not hold a worker
 IDLE_S = 15.0  # a kept-alive connection unused this long is closed (aiohttp's client default too)
 MAX_IDLE_PER_ORIGIN = 256
 MAX_HEAD_BYTES = 64 * 1024  # a reply's status line and headers, read before giving up on it
 MAX_HEADERS = 128  # aiohttp's client limit too
 DNS_TTL_S = 10.0  # a checked answer is reused this long (aiohttp's connector default too)
-MAX_DNS_ENTRIES = 1024
+MAX_DNS_ENTRIES = 1024  # and request heads' first lines kept, per (method, URL)
 HAPPY_EYEBALLS_DELAY_S = 0.25  # the next address gets a try this long after the last (RFC 8305; aiohttp's too)
 
 
@@ -41,11 +44,13 @@ class WireError(Exception):
     """The receiver's side of the connection failed: closed early, or answered something not HTTP."""
 
 
-class Reply:
-    __slots__ = ("body", "headers", "status")
+@dataclass(frozen=True, slots=True)
+class HttpReply:
+    """A reply, from either HTTP client (this one, or aiohttp's through HttpSender)."""
 
-    def __init__(self, status: int, body: bytes, headers: CIMultiDict[str]) -> None:
-        self.status, self.body, self.headers = status, body, headers
+    status: int
+    body: bytes
+    headers: Mapping[str, str]
 
 
 class _Connection(asyncio.Protocol):
@@ -55,12 +60,12 @@ class _Connection(asyncio.Protocol):
         self.limit = limit
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
-        self.waiter: asyncio.Future[Reply] | None = None
+        self.waiter: asyncio.Future[HttpReply] | None = None
         self.closed = False
         self.received = False  # any byte of the current reply
         self.idle_since = 0.0
         self.used = False  # a request was sent on it
-        self.early: Reply | None = None
+        self.early: HttpReply | None = None
         self.stray = False  # bytes past the reply, which no request asked for: the connection is not reusable
         self.head_bytes = 0  # read since the request went out (or the connection opened) while no head has ended
         self._reset()
@@ -164,8 +169,8 @@ class _Connection(asyncio.Protocol):
         elif not self.used:
             self.early = self._reply()  # answered before it was asked (some receivers do): the reply all the same
 
-    def _reply(self) -> Reply:
-        return Reply(self.status, b"".join(self.body), self.headers)
+    def _reply(self) -> HttpReply:
+        return HttpReply(self.status, b"".join(self.body), self.headers)
 
     def _fail(self, exc: Exception) -> None:
         waiter, self.waiter = self.waiter, None
@@ -178,7 +183,7 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    async def exchange(self, request: bytes) -> Reply:
+    async def exchange(self, request: bytes) -> HttpReply:
         assert self.transport is not None
         first_use, self.used = not self.used, True
         if first_use and self.early is not None:
@@ -191,7 +196,7 @@ class _Connection(asyncio.Protocol):
         self.waiter = asyncio.get_running_loop().create_future()
         self.received = False
         self.head_bytes = 0
-        self._reset()
+        self.head_done, self.in_head = False, True  # what connection_lost reads; on_message_begin resets the rest
         self.transport.write(request)
         return await self.waiter
 
@@ -200,7 +205,7 @@ class WirePool:
     """Connections kept alive per (scheme, host, port), most recently used first."""
 
     def __init__(self, policy: NetPolicy, resolver: AbstractResolver | None = None,
-                 limit: int = 64 * 1024) -> None:
+                 limit: int = MAX_RESPONSE_BYTES) -> None:
         self.policy = policy
         self.resolver = resolver or GuardedResolver(policy)
         self.limit = limit
@@ -210,12 +215,18 @@ class WirePool:
         self._closed = False
         self._dns: dict[tuple[str, int], tuple[float, list[ResolveResult]]] = {}
         self._resolving: dict[tuple[str, int], asyncio.Future[list[ResolveResult]]] = {}
+        self._starts: dict[tuple[str, URL], str] = {}  # request line and Host, per (method, URL)
 
-    async def request(self, method: str, url: URL, headers: Mapping[str, str], body: bytes) -> Reply:
+    async def request(self, method: str, url: URL, headers: Mapping[str, str], body: bytes) -> HttpReply:
         """One exchange. The caller bounds it in time: a cancelled exchange closes its connection."""
         assert url.host is not None and url.port is not None
         origin = (url.scheme, url.host, url.port)
-        data = _request_bytes(method, url, headers, body)
+        start = self._starts.get((method, url))
+        if start is None:
+            if len(self._starts) >= MAX_DNS_ENTRIES:
+                self._starts.clear()
+            start = self._starts[(method, url)] = _request_line_and_host(method, url)
+        data = _request_bytes(start, url, headers, body)
         connection = self._take(origin)
         reused = connection is not None
         while True:
@@ -288,16 +299,14 @@ class WirePool:
 
     async def _open(self, url: URL) -> _Connection:
         host, port = cast(str, url.raw_host), cast(int, url.port)
-        if _legacy_ipv4(host):
+        if is_ip_address(host) and ":" not in host and not is_canonical_ipv4_address(host):
             # 2130706433, 127.1, 0177.0.0.1: the system's resolver maps them onto an address, which a policy
             # reading the URL would not expect. aiohttp refuses them too, with this same error
             raise InvalidUrlClientError(host, "is not a canonical IPv4 address")
         addresses = []
         for address in await self._resolve(host, port):
             ip = address["host"]
-            if not self.policy.address_allowed(ip):  # the backstop: the resolver refuses such names whole
-                raise BlockedConnection(f"connection to {ip} refused: not a public address and not in "
-                                        "net.allow_private")
+            check_connect(self.policy, ip)
             family = address["family"]
             where = (ip, port, 0, 0) if family == socket.AF_INET6 else (ip, port)
             addresses.append((family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", where))
@@ -347,23 +356,18 @@ class WirePool:
         self._idle.clear()
 
 
-def _legacy_ipv4(host: str) -> bool:
-    """All digits and dots, yet not a dotted quad as one writes it."""
-    if not host.replace(".", "").isdigit() or not host.isascii():
-        return False
-    parts = host.split(".")
-    return not (len(parts) == 4 and all(p.isdigit() and str(int(p)) == p and int(p) <= 255 for p in parts))
-
-
-def _request_bytes(method: str, url: URL, headers: Mapping[str, str], body: bytes) -> bytes:
+def _request_line_and_host(method: str, url: URL) -> str:
+    """What a request's head starts with: the same for every request to one URL, so made once per URL."""
     host = cast(str, url.raw_host).rstrip(".")  # "example.com." is sent as example.com, as aiohttp sends it
     if ":" in host:  # an IPv6 literal
         host = f"[{host}]"
     if url.explicit_port is not None and url.explicit_port != {"http": 80, "https": 443}.get(url.scheme):
         host = f"{host}:{url.explicit_port}"
-    lines = [f"{method} {url.raw_path_qs or '/'} HTTP/1.1", f"Host: {host}"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return f"{method} {url.raw_path_qs or '/'} HTTP/1.1\r\nHost: {host}\r\n"
+
+
+def _request_bytes(start: str, url: URL, headers: Mapping[str, str], body: bytes) -> bytes:
+    lines = [f"{name}: {value}\r\n" for name, value in headers.items()]
     if url.user is not None and not any(name.lower() == "authorization" for name in headers):
-        lines.append(f"Authorization: {BasicAuth.from_url(url).encode()}")  # type: ignore[union-attr]
-    lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+        lines.append(f"Authorization: {BasicAuth.from_url(url).encode()}\r\n")  # type: ignore[union-attr]
+    return f"{start}{''.join(lines)}Content-Length: {len(body)}\r\n\r\n".encode() + body

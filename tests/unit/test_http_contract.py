@@ -55,7 +55,7 @@ async def http():
     session = aiohttp.ClientSession(connector=make_connector(policy))
     sender = HttpSender(session, policy)
     yield sender
-    await sender.wire.close()  # the webhook's kept-alive connections (channels/wire.py)
+    await sender.close()
     await session.close()
 
 

@@ -50,7 +50,7 @@ async def http() -> AsyncIterator[HttpSender]:
     session = aiohttp.ClientSession(connector=make_connector(policy))
     sender = HttpSender(session, policy)
     yield sender
-    await sender.wire.close()  # the webhook's kept-alive connections (channels/wire.py)
+    await sender.close()
     await session.close()
 
 
